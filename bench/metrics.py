@@ -1,0 +1,103 @@
+"""Every metric archbench records, declared once: key, unit, direction and regression rule.
+
+Tables, charts and ``bench compare`` are driven from :data:`METRICS`; nothing else hard-codes a unit or
+decides what "worse" means. A rule's thresholds are defaults that ``bench compare`` may override per
+metric on the command line (``--threshold time_forward_s=0.10``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal, Mapping
+
+Direction = Literal["lower", "higher"]
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Any change is reported; a change in the bad direction is a regression (params, MACs)."""
+
+    kind: Literal["exact"] = "exact"
+
+
+@dataclass(frozen=True)
+class TimeRule:
+    """Regression when the median moves by more than ``rel`` in the bad direction, by more than
+    ``abs_floor`` seconds, *and* a Mann-Whitney U test on the raw samples gives p < ``alpha``.
+    Without raw samples on both sides the verdict is at best inconclusive."""
+
+    rel: float = 0.10
+    abs_floor: float = 1e-4
+    alpha: float = 0.01
+    kind: Literal["time"] = "time"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Regression when the value moves in the bad direction by more than ``rel`` (relative) *and*
+    ``abs`` (absolute, in the metric's unit)."""
+
+    rel: float = 0.0
+    abs: float = 0.0
+    kind: Literal["tolerance"] = "tolerance"
+
+
+Rule = Exact | TimeRule | Tolerance
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    direction: Direction
+    rule: Rule
+    #: Key of the raw per-round samples this metric is the median of, if any.
+    samples_key: str | None = None
+    #: Multiply the stored value by this to show it in ``unit`` (stored values are SI: s, bytes, MACs).
+    scale: float = 1.0
+
+    def with_threshold(self, value: float) -> "Metric":
+        """The same metric with its main threshold replaced (relative for times/memory, points for
+        accuracy)."""
+        rule = self.rule
+        if isinstance(rule, TimeRule):
+            return replace(self, rule=replace(rule, rel=value))
+        if isinstance(rule, Tolerance):
+            if rule.rel:
+                return replace(self, rule=replace(rule, rel=value))
+            return replace(self, rule=replace(rule, abs=value))
+        raise ValueError(f"metric {self.key!r} is compared exactly; it takes no threshold")
+
+
+_MEM = Tolerance(rel=0.05, abs=1 << 20)  # 5 % and 1 MiB: allocator rounding is below both
+# Accuracy moves by whole test images; 2 points absorbs the run-to-run spread seen on CPU smoke runs
+# with different thread counts. Exact runs (same env and seed) are checked with abs=0 by `compare`.
+_ACC = Tolerance(abs=0.02)
+
+_METRICS: tuple[Metric, ...] = (
+    Metric("params_total", "params", "M", "lower", Exact(), scale=1e-6),
+    Metric("params_trainable", "trainable", "M", "lower", Exact(), scale=1e-6),
+    Metric("macs_forward", "MACs", "G", "lower", Exact(), scale=1e-9),
+    Metric("time_forward_s", "forward", "ms", "lower", TimeRule(), "samples_forward_s", 1e3),
+    Metric("time_backward_s", "backward", "ms", "lower", TimeRule(), "samples_backward_s", 1e3),
+    Metric("time_optimizer_s", "optimizer", "ms", "lower", TimeRule(), "samples_optimizer_s", 1e3),
+    Metric("time_inference_s", "inference", "ms", "lower", TimeRule(), "samples_inference_s", 1e3),
+    Metric("time_epoch_s", "epoch", "s", "lower", TimeRule(), "samples_epoch_s"),
+    Metric("mem_forward_bytes", "mem fwd", "MiB", "lower", _MEM, scale=1 / 2**20),
+    Metric("mem_backward_bytes", "mem bwd", "MiB", "lower", _MEM, scale=1 / 2**20),
+    Metric("mem_optimizer_bytes", "mem opt", "MiB", "lower", _MEM, scale=1 / 2**20),
+    Metric("mem_inference_bytes", "mem inf", "MiB", "lower", _MEM, scale=1 / 2**20),
+    Metric("accuracy_test", "test acc", "%", "higher", _ACC, scale=100),
+    Metric("accuracy_test_deformed", "deformed acc", "%", "higher", _ACC, scale=100),
+    Metric("accuracy_val", "val acc", "%", "higher", _ACC, scale=100),
+)
+
+METRICS: Mapping[str, Metric] = {m.key: m for m in _METRICS}
+assert len(METRICS) == len(_METRICS), "duplicate metric key"
+
+
+def flops(macs: float) -> float:
+    """FLOPs from MACs: one multiply-accumulate is two floating-point operations (the only place
+    this factor lives)."""
+    return 2.0 * macs

@@ -1,0 +1,56 @@
+"""Profiles: how hard to measure (DESIGN §4). The profile's name is recorded in every result.
+
+``smoke`` is the default without CUDA: small inputs and a training budget of seconds, so that all 32
+cases finish on a 2-core CPU in a few minutes. ``full`` is the default with CUDA: native inputs, report-like
+batch sizes, enough rounds for stable medians, and a training budget of minutes per case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    #: Timing input is ``min(native, max_input_size)``; ``None`` keeps every case at its native size.
+    max_input_size: int | None
+    batch_size: int
+    warmup_rounds: int
+    rounds: int
+    # fixed-budget training on the embedded dataset
+    train_image_size: int
+    train_samples: int  # training split size; val/test are a quarter each
+    train_epochs: int
+    train_batch_size: int
+
+    def input_size(self, native: int) -> int:
+        return native if self.max_input_size is None else min(native, self.max_input_size)
+
+    def override(self, **changes: int | None) -> "Profile":
+        """The same profile with some fields replaced (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+PROFILES: dict[str, Profile] = {
+    # Batch 2, not 1: BatchNorm in train mode needs more than one value per channel at 1×1 maps.
+    "smoke": Profile(
+        "smoke", max_input_size=64, batch_size=2, warmup_rounds=1, rounds=5,
+        train_image_size=32, train_samples=384, train_epochs=3, train_batch_size=32,
+    ),
+    "full": Profile(
+        "full", max_input_size=None, batch_size=32, warmup_rounds=5, rounds=30,
+        train_image_size=64, train_samples=4096, train_epochs=10, train_batch_size=64,
+    ),
+}
+
+
+def default_profile_name(cuda_available: bool) -> str:
+    return "full" if cuda_available else "smoke"
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}") from None

@@ -1,0 +1,125 @@
+"""The one record type that flows harness → pytest-benchmark JSON (``extra_info``) → comparator.
+
+A record describes one benchmark: a ``step`` record (forward/backward/optimizer/inference timing and
+memory) or a ``train`` record (fixed-budget accuracy; pytest-benchmark's own stats are seconds per
+epoch). Fields that do not apply to a kind stay ``None``. Times are seconds, memory is bytes, MACs are
+multiply-accumulates, accuracies are fractions in [0, 1].
+
+Medians (``time_*_s``) are derived from the raw samples (``samples_*_s``) when the record is made and
+are stored beside them because CI tooling reads them directly; :meth:`Record.from_extra_info` rejects a
+file where the two disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+Kind = Literal["step", "train"]
+#: ``ok`` measured; ``oom`` ran out of memory; ``error`` raised; ``diverged`` non-finite training
+#: loss; ``interrupted`` the run stopped before the case finished.
+Status = Literal["ok", "oom", "error", "diverged", "interrupted"]
+STATUSES: tuple[str, ...] = ("ok", "oom", "error", "diverged", "interrupted")
+PHASES: tuple[str, ...] = ("forward", "backward", "optimizer", "inference")
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Record:
+    case: str
+    suite: str
+    kind: Kind
+    profile: str
+    device: str
+    status: Status = "ok"
+    error: str | None = None
+    batch_size: int | None = None
+    input_size: int | None = None
+    in_channels: int | None = None
+    num_classes: int | None = None
+    # static cost, at the case's native input and class count, batch 1
+    params_total: int | None = None
+    params_trainable: int | None = None
+    macs_forward: int | None = None
+    unsupported_ops: dict[str, int] = field(default_factory=dict)
+    # step: per-phase medians and raw samples (seconds), peaks (bytes), throughput (images/s)
+    time_forward_s: float | None = None
+    time_backward_s: float | None = None
+    time_optimizer_s: float | None = None
+    time_inference_s: float | None = None
+    samples_forward_s: list[float] | None = None
+    samples_backward_s: list[float] | None = None
+    samples_optimizer_s: list[float] | None = None
+    samples_inference_s: list[float] | None = None
+    mem_forward_bytes: int | None = None
+    mem_backward_bytes: int | None = None
+    mem_optimizer_bytes: int | None = None
+    mem_inference_bytes: int | None = None
+    #: NVML's view of device memory in use after the step (CUDA only).
+    mem_device_bytes: int | None = None
+    throughput_train_ips: float | None = None
+    throughput_inference_ips: float | None = None
+    threads: int | None = None
+    # train: fixed-budget accuracy
+    time_epoch_s: float | None = None
+    samples_epoch_s: list[float] | None = None
+    dataset: str | None = None
+    seed: int | None = None
+    train_steps: int | None = None
+    epochs: int | None = None
+    diverged_step: int | None = None
+    accuracy_train: float | None = None
+    accuracy_val: float | None = None
+    accuracy_test: float | None = None
+    accuracy_test_deformed: float | None = None
+    loss_train: float | None = None
+    loss_val: float | None = None
+    loss_test: float | None = None
+    loss_test_deformed: float | None = None
+    #: One dict per epoch: {"epoch", "loss_train", "accuracy_train", "loss_val", "accuracy_val", "seconds"}.
+    curve: list[dict[str, float]] | None = None
+    schema: int = SCHEMA_VERSION
+
+    def set_samples(self, name: str, samples: list[float]) -> None:
+        """Store raw samples for ``name`` (a phase, or ``epoch``) and derive their median."""
+        setattr(self, f"samples_{name}_s", list(samples))
+        setattr(self, f"time_{name}_s", statistics.median(samples) if samples else None)
+
+    def to_extra_info(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_extra_info(cls, data: Mapping[str, Any], where: str = "extra_info") -> "Record":
+        """Parse a record, naming ``where`` (file and benchmark) and the field in any error."""
+        if not isinstance(data, Mapping):
+            raise RecordError(f"{where}: extra_info is not an object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = [k for k in ("case", "suite", "kind", "profile", "device") if k not in data]
+        if missing:
+            raise RecordError(f"{where}: not an archbench record (missing {', '.join(missing)})")
+        known = {k: v for k, v in data.items() if k in names}
+        record = cls(**known)
+        if record.kind not in ("step", "train"):
+            raise RecordError(f"{where}: field 'kind' is {record.kind!r}, expected 'step' or 'train'")
+        if record.status not in STATUSES:
+            raise RecordError(f"{where}: field 'status' is {record.status!r}, expected one of {STATUSES}")
+        for f in dataclasses.fields(cls):
+            value = getattr(record, f.name)
+            if isinstance(value, float) and not math.isfinite(value) and f.name.startswith(("time_", "mem_")):
+                raise RecordError(f"{where}: field {f.name!r} is {value}")
+        for name in (*PHASES, "epoch"):
+            samples = getattr(record, f"samples_{name}_s")
+            median = getattr(record, f"time_{name}_s")
+            if samples and median is not None and not math.isclose(
+                statistics.median(samples), median, rel_tol=1e-9, abs_tol=1e-12
+            ):
+                raise RecordError(f"{where}: field 'time_{name}_s' disagrees with the median of its samples")
+        return record
+
+
+class RecordError(ValueError):
+    """A record in a results file is malformed; the message names the file, benchmark and field."""
