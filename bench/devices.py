@@ -1,0 +1,281 @@
+"""Where a benchmark runs, behind one small interface: :class:`CpuDevice` and :class:`CudaDevice`.
+
+A device knows how to time a callable honestly, how to measure the peak tensor memory of a phase, which
+global settings a measurement needs (restored afterwards), and how to describe itself for the results'
+provenance.
+
+Timing. CPU work is synchronous, so a ``perf_counter`` pair around the call is the time. CUDA work is
+asynchronous: the time is taken between two CUDA events recorded on the current stream around the call,
+and the end event is synchronised before it is read.
+
+Memory. ``mem_<phase>_bytes`` is the peak of tensor memory during the phase *above what was live when the
+phase began*. CUDA reads it from the caching allocator (``reset_peak_memory_stats`` at phase start,
+``max_memory_allocated`` − ``memory_allocated`` at entry). CPU has no allocator statistics, so it uses
+PyTorch's own dispatch-level tracker (``torch.distributed._tools.mem_tracker.MemTracker``), which sees
+every tensor storage an op creates and when it dies; that is tensor memory, not process RSS. The tracker
+slows ops down, so memory is measured in its own round, never inside a timed one.
+
+The CUDA backend, cuDNN flags and NVML are injected so that the CUDA path is testable without a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+@dataclass
+class Peak:
+    """Filled in when a :meth:`Device.peak_memory` block exits."""
+
+    bytes: int | None = None
+
+
+class Device(Protocol):
+    kind: str
+    torch_device: torch.device
+
+    def timed(self, fn: Callable[[], T]) -> tuple[float, T]:
+        """Run ``fn`` once; return (seconds, its result)."""
+        ...
+
+    def synchronize(self) -> None: ...
+
+    def peak_memory(self, *owners: Any) -> contextlib.AbstractContextManager[Peak]:
+        """Measure the peak tensor memory above the level at entry, over the block. ``owners``
+        (modules, optimizers, tensors) are what is already live; the CPU tracker needs them named."""
+        ...
+
+    def settings(self) -> contextlib.AbstractContextManager[None]:
+        """Global settings a measurement needs, restored on exit."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Provenance for the results' machine_info."""
+        ...
+
+    def is_oom(self, exc: BaseException) -> bool: ...
+
+
+class CpuDevice:
+    """The CPU, with the intra-op thread count pinned for the measurement."""
+
+    kind = "cpu"
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.torch_device = torch.device("cpu")
+        self.threads = threads or torch.get_num_threads()
+
+    def timed(self, fn: Callable[[], T]) -> tuple[float, T]:
+        start = time.perf_counter()
+        result = fn()
+        return time.perf_counter() - start, result
+
+    def synchronize(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def peak_memory(self, *owners: Any) -> Iterator[Peak]:
+        # Private module, but it is PyTorch's own tool for exactly this; if it moves, say so loudly.
+        from torch.distributed._tools.mem_tracker import MemTracker
+
+        peak = Peak()
+        tracker = MemTracker()
+        # Without this the tracker would count parameters/optimizer state as new when first touched.
+        tracker.track_external(*owners)
+        base = self._tracked_total(tracker, "current")
+        with tracker:
+            yield peak
+        peak.bytes = max(0, self._tracked_total(tracker, "peak") - base)
+
+    def _tracked_total(self, tracker: Any, which: str) -> int:
+        return int(tracker.get_tracker_snapshot(which).get(self.torch_device, {}).get("Total", 0))
+
+    @contextlib.contextmanager
+    def settings(self) -> Iterator[None]:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "device": "cpu",
+            "device_name": _cpu_name(),
+            "threads": self.threads,
+            "cpu_count": os.cpu_count(),
+            "gpu": None,
+        }
+
+    def is_oom(self, exc: BaseException) -> bool:
+        # The CPU allocator raises a plain RuntimeError naming itself.
+        return isinstance(exc, MemoryError) or (
+            isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc)
+        )
+
+
+class CudaDevice:
+    """One CUDA device. ``cuda``, ``cudnn`` and ``nvml`` default to torch.cuda, torch.backends.cudnn
+    and pynvml (nvidia-ml-py); tests pass fakes."""
+
+    kind = "cuda"
+
+    def __init__(
+        self,
+        index: int = 0,
+        *,
+        cuda: Any = None,
+        cudnn: Any = None,
+        nvml: Any = None,
+        cudnn_benchmark: bool = True,
+        threads: int | None = None,
+    ) -> None:
+        self.index = index
+        self.cuda = cuda if cuda is not None else torch.cuda
+        self.cudnn = cudnn if cudnn is not None else torch.backends.cudnn
+        self._nvml = nvml
+        self.cudnn_benchmark = cudnn_benchmark
+        self.threads = threads or torch.get_num_threads()
+        self.torch_device = torch.device("cuda", index)
+
+    def timed(self, fn: Callable[[], T]) -> tuple[float, T]:
+        start = self.cuda.Event(enable_timing=True)
+        end = self.cuda.Event(enable_timing=True)
+        start.record()
+        result = fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0, result  # elapsed_time is in milliseconds
+
+    def synchronize(self) -> None:
+        self.cuda.synchronize(self.index)
+
+    @contextlib.contextmanager
+    def peak_memory(self, *owners: Any) -> Iterator[Peak]:
+        peak = Peak()  # the allocator sees everything; owners need not be named
+        self.cuda.synchronize(self.index)
+        self.cuda.reset_peak_memory_stats(self.index)
+        base = self.cuda.memory_allocated(self.index)
+        yield peak
+        self.cuda.synchronize(self.index)
+        peak.bytes = int(self.cuda.max_memory_allocated(self.index) - base)
+
+    @contextlib.contextmanager
+    def settings(self) -> Iterator[None]:
+        previous_benchmark = self.cudnn.benchmark
+        previous_threads = torch.get_num_threads()
+        self.cudnn.benchmark = self.cudnn_benchmark
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            self.cudnn.benchmark = previous_benchmark
+            torch.set_num_threads(previous_threads)
+
+    def nvml(self) -> Any:
+        if self._nvml is None:
+            import pynvml  # nvidia-ml-py
+
+            self._nvml = pynvml
+        return self._nvml
+
+    def device_memory_used(self) -> int | None:
+        """NVML's view of memory in use on the device (all processes, incl. the caching allocator)."""
+        with _nvml_session(self.nvml()) as nvml:
+            if nvml is None:
+                return None
+            handle = nvml.nvmlDeviceGetHandleByIndex(self.index)
+            return int(nvml.nvmlDeviceGetMemoryInfo(handle).used)
+
+    def info(self) -> dict[str, Any]:
+        props = self.cuda.get_device_properties(self.index)
+        gpu: dict[str, Any] = {
+            "name": props.name,
+            "capability": f"{props.major}.{props.minor}",
+            "memory_total_bytes": int(props.total_memory),
+            "cudnn_benchmark": self.cudnn_benchmark,
+        }
+        with _nvml_session(self.nvml()) as nvml:
+            if nvml is not None:
+                handle = nvml.nvmlDeviceGetHandleByIndex(self.index)
+                gpu.update(
+                    driver=_text(nvml.nvmlSystemGetDriverVersion()),
+                    nvml_name=_text(nvml.nvmlDeviceGetName(handle)),
+                    memory_total_bytes=int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
+                    clock_sm_mhz=int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)),
+                    clock_mem_mhz=int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM)),
+                    clock_sm_max_mhz=int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM)),
+                )
+            else:
+                gpu["driver"] = None
+        return {
+            "device": "cuda",
+            "device_name": props.name,
+            "threads": self.threads,
+            "cpu_count": os.cpu_count(),
+            "gpu": gpu,
+        }
+
+    def is_oom(self, exc: BaseException) -> bool:
+        oom_type = getattr(self.cuda, "OutOfMemoryError", None)
+        return (oom_type is not None and isinstance(exc, oom_type)) or (
+            isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+        )
+
+
+@contextlib.contextmanager
+def _nvml_session(nvml: Any) -> Iterator[Any]:
+    """Init/shutdown around a block; yields None when NVML is unusable (no driver), so provenance
+    degrades to what torch knows instead of failing the run."""
+    error_type = getattr(nvml, "NVMLError", None)
+    try:
+        nvml.nvmlInit()
+    except Exception as exc:
+        if error_type is not None and isinstance(exc, error_type):
+            yield None
+            return
+        raise
+    try:
+        yield nvml
+    finally:
+        nvml.nvmlShutdown()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def make_device(kind: str | None = None, *, threads: int | None = None) -> Device:
+    """``cuda`` when asked for or available, else ``cpu``. Asking for CUDA without it is an error."""
+    if kind is None:
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cpu":
+        return CpuDevice(threads)
+    if kind.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {kind!r} requested but torch.cuda.is_available() is False")
+        index = int(kind.split(":", 1)[1]) if ":" in kind else 0
+        return CudaDevice(index, threads=threads)
+    raise ValueError(f"unknown device {kind!r}; use 'cpu', 'cuda' or 'cuda:N'")

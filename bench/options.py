@@ -1,0 +1,82 @@
+"""Options shared by the pytest plugin (``pytest bench/ --bench-…``) and the ``bench`` CLI.
+
+Each option is defined once here; :func:`add_pytest_options` and :func:`add_argparse_option` turn the
+definitions into pytest and argparse options with the same name, help, type and default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from bench.profiles import PROFILES
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    help: str
+    type: Callable[[str], Any] = str
+    default: Any = None
+    choices: Sequence[str] | None = None
+    multiple: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"help": self.help, "default": self.default, "dest": self.dest}
+        if self.multiple:
+            kw.update(action="append", default=[] if self.default is None else self.default)
+        if self.type is not str:
+            kw["type"] = self.type
+        if self.choices is not None:
+            kw["choices"] = list(self.choices)
+        if self.metavar:
+            kw["metavar"] = self.metavar
+        return kw
+
+
+OPTIONS: dict[str, Option] = {
+    o.dest: o
+    for o in (
+        Option("--bench-case", "only cases matching this glob (repeatable), e.g. 'resnet50_dcn_*'",
+               multiple=True, metavar="GLOB"),
+        Option("--bench-suite", "only cases of this suite (repeatable): resnet50_dcn, dogbreed, dynconv, flowers",
+               multiple=True, metavar="SUITE"),
+        Option("--bench-profile", "measurement profile; default: full with CUDA, smoke without",
+               choices=sorted(PROFILES)),
+        Option("--bench-device", "cpu, cuda or cuda:N; default: cuda when available", metavar="DEVICE"),
+        Option("--bench-batch-size", "override the profile's timing batch size", type=int, metavar="N"),
+        Option("--bench-rounds", "override the profile's timed rounds", type=int, metavar="N"),
+        Option("--bench-warmup", "override the profile's warm-up rounds", type=int, metavar="N"),
+        Option("--bench-threads", "intra-op CPU threads (pinned and recorded); default: torch's", type=int,
+               metavar="N"),
+        Option("--bench-epochs", "override the profile's training epochs", type=int, metavar="N"),
+        Option("--bench-seed", "seed for data, initialisation and batches", type=int, default=0, metavar="N"),
+        Option("--bench-kind", "which benchmarks to run: step (time/memory), train (accuracy), or both",
+               choices=("step", "train", "both"), default="both"),
+        Option("--bench-data", "dataset for the accuracy benchmarks (default: the embedded one)",
+               default="embedded", metavar="NAME"),
+        Option("--data-root", "where real datasets live (see README: Real datasets)", metavar="PATH"),
+        Option("--bench-partial", "JSON-lines file each record is appended to as soon as it is measured; "
+               "default: <--benchmark-json>.partial.jsonl", metavar="PATH"),
+        Option("--bench-fail", "force a failure in a case, to test the harness: CASE or CASE:oom (repeatable)",
+               multiple=True, metavar="CASE[:oom]"),
+    )
+}
+
+
+def add_pytest_options(parser: Any) -> None:
+    group = parser.getgroup("archbench", "archbench: what to measure and how hard")
+    for option in OPTIONS.values():
+        group.addoption(option.flag, **option.kwargs())
+
+
+def add_argparse_option(parser: argparse.ArgumentParser, dest: str, *flags: str) -> None:
+    """Add the shared option ``dest`` to an argparse parser, optionally under extra short flags."""
+    option = OPTIONS[dest]
+    parser.add_argument(option.flag, *flags, **option.kwargs())

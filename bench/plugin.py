@@ -1,0 +1,251 @@
+"""The pytest plugin behind ``pytest bench/ --benchmark-json=out.json``.
+
+It adds the ``--bench-*`` options, parametrises the benchmark files over the selected cases, records
+each benchmark's :class:`bench.record.Record` in pytest-benchmark's ``extra_info``, and fixes what
+pytest-benchmark does not do on its own:
+
+* a benchmark whose function raised is dropped by pytest-benchmark; here every case is written to the
+  JSON with its status (``oom``, ``error``, ``diverged``, ``interrupted``) and error, and the run goes on;
+* every record is also appended to a JSON-lines file the moment it is measured, so a run that is killed
+  keeps what it had;
+* ``machine_info`` gains an ``archbench`` block: torch/torchvision/CUDA/cuDNN versions, device and GPU,
+  threads, profile, deterministic flags, the suite's version.
+
+Loaded through the ``pytest11`` entry point; it imports torch lazily so that other pytest runs stay fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+
+from bench.options import add_pytest_options
+
+if TYPE_CHECKING:
+    from bench.devices import Device
+    from bench.profiles import Profile
+    from bench.record import Record
+    from suites.registry import Case
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_pytest_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "archbench_kind(kind): benchmark kind, step or train")
+
+
+def _opt(config: pytest.Config, dest: str) -> Any:
+    return config.getoption(dest)
+
+
+def selected_cases(config: pytest.Config) -> list[Case]:
+    from bench.listing import select
+
+    globs = list(_opt(config, "bench_case") or [])
+    suites = list(_opt(config, "bench_suite") or [])
+    try:
+        cases = select(globs, suites)
+    except (KeyError, ValueError) as exc:
+        raise pytest.UsageError(str(exc.args[0])) from None
+    if (globs or suites) and not cases:
+        raise pytest.UsageError(f"no case matches --bench-case {globs} --bench-suite {suites}; see `bench list`")
+    return cases
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" in metafunc.fixturenames:
+        cases = selected_cases(metafunc.config)
+        metafunc.parametrize("case", cases, ids=[c.name for c in cases])
+
+
+@dataclass
+class ArchbenchSession:
+    """Per-run state: what is measured, where, how hard, and what has been recorded so far."""
+
+    config: pytest.Config
+    profile: Profile
+    device: Device
+    seed: int
+    partial_path: Path | None
+    inject: dict[str, str]
+    records: dict[str, tuple[str, Record]] = field(default_factory=dict)  # nodeid -> (name, record)
+    _static: dict[str, Any] = field(default_factory=dict)
+    _splits: dict[tuple, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> "ArchbenchSession":
+        import torch
+
+        from bench.devices import make_device
+        from bench.profiles import default_profile_name, get_profile
+
+        device = make_device(_opt(config, "bench_device"), threads=_opt(config, "bench_threads"))
+        name = _opt(config, "bench_profile") or default_profile_name(device.kind == "cuda")
+        profile = get_profile(name).override(
+            batch_size=_opt(config, "bench_batch_size"),
+            rounds=_opt(config, "bench_rounds"),
+            warmup_rounds=_opt(config, "bench_warmup"),
+            train_epochs=_opt(config, "bench_epochs"),
+        )
+        partial = _opt(config, "bench_partial")
+        if partial is None and config.getoption("benchmark_json", None):
+            partial = f"{config.getoption('benchmark_json').name}.partial.jsonl"
+        inject: dict[str, str] = {}
+        for spec in _opt(config, "bench_fail") or []:
+            case, _, kind = spec.partition(":")
+            inject[case] = kind or "error"
+        session = cls(config, profile, device, _opt(config, "bench_seed"),
+                      Path(partial) if partial else None, inject)
+        if session.partial_path is not None:
+            session.partial_path.parent.mkdir(parents=True, exist_ok=True)
+            session.partial_path.write_text("")  # one run per file: a stale tail would mix runs
+        del torch
+        return session
+
+    # -- provenance ------------------------------------------------------------------------------------
+    def machine_info(self) -> dict[str, Any]:
+        import torch
+        import torchvision
+
+        import bench
+
+        info = dict(self.device.info())
+        cudnn = torch.backends.cudnn
+        info.update(
+            profile=self.profile.name,
+            profile_settings={k: v for k, v in vars(self.profile).items() if k != "name"},
+            seed=self.seed,
+            torch=torch.__version__,
+            torchvision=torchvision.__version__,
+            cuda=torch.version.cuda,
+            cudnn=cudnn.version() if cudnn.is_available() else None,
+            deterministic=torch.are_deterministic_algorithms_enabled(),
+            cudnn_deterministic=bool(cudnn.deterministic),
+            suite_version=bench.__version__,
+            data=_opt(self.config, "bench_data"),
+        )
+        return info
+
+    # -- cached per-case work --------------------------------------------------------------------------
+    def static_cost(self, case: Case) -> Any:
+        """Params and MACs at the case's native input (batch 1), computed once per case and run."""
+        if case.name not in self._static:
+            from bench.flops import static_cost
+
+            model = case.build()
+            self._static[case.name] = static_cost(model, case.input_size, case.in_channels)
+        return self._static[case.name]
+
+    def splits(self, image_size: int, channels: int) -> Any:
+        from bench import data
+
+        name = _opt(self.config, "bench_data")
+        root = _opt(self.config, "data_root")
+        key = (name, root, image_size, channels)
+        if key not in self._splits:
+            self._splits[key] = data.load(
+                name, root=Path(root) if root else None, image_size=image_size, channels=channels,
+                samples=self.profile.train_samples, seed=self.seed,
+            )
+        return self._splits[key]
+
+    # -- recording -------------------------------------------------------------------------------------
+    def new_record(self, case: Case, kind: str) -> Record:
+        from bench.record import Record
+
+        return Record(case=case.name, suite=case.suite, kind=kind, profile=self.profile.name,  # type: ignore[arg-type]
+                      device=self.device.kind, in_channels=case.in_channels, threads=self.device.threads)
+
+    def maybe_inject(self, case: Case) -> None:
+        """Raise the failure ``--bench-fail`` asked for in this case (testing the harness itself)."""
+        kind = self.inject.get(case.name)
+        if kind == "oom":
+            raise MemoryError(f"injected out-of-memory in {case.name} (--bench-fail)")
+        if kind is not None:
+            raise RuntimeError(f"injected failure in {case.name} (--bench-fail)")
+
+    @contextlib.contextmanager
+    def recording(self, request: pytest.FixtureRequest, case: Case, kind: str, benchmark: Any) -> Iterator[Record]:
+        """Yield a record to fill; on exit store it in ``extra_info`` and the partial file whatever
+        happened, then fail the test if the case did not measure cleanly."""
+        record = self.new_record(case, kind)
+        try:
+            with self.device.settings():
+                yield record
+        except KeyboardInterrupt:
+            record.status, record.error = "interrupted", "KeyboardInterrupt"
+            self._store(request, record, benchmark)
+            raise
+        except Exception as exc:  # recorded with its status, then reported as a failure below
+            record.status = "oom" if self.device.is_oom(exc) else "error"
+            record.error = f"{type(exc).__name__}: {exc}"
+        self._store(request, record, benchmark)
+        if record.status != "ok":
+            pytest.fail(f"{case.name} ({kind}): status {record.status}: {record.error}", pytrace=False)
+
+    def _store(self, request: pytest.FixtureRequest, record: Record, benchmark: Any) -> None:
+        data = record.to_extra_info()
+        benchmark.extra_info.update(data)
+        self.records[request.node.nodeid] = (request.node.name, record)
+        if self.partial_path is not None:
+            with self.partial_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"name": request.node.name, "fullname": request.node.nodeid,
+                                     "extra_info": data}) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+
+_SESSION_KEY = pytest.StashKey[ArchbenchSession]()
+
+
+@pytest.fixture(scope="session")
+def archbench(request: pytest.FixtureRequest) -> ArchbenchSession:
+    config = request.config
+    if _SESSION_KEY not in config.stash:
+        config.stash[_SESSION_KEY] = ArchbenchSession.from_config(config)
+    return config.stash[_SESSION_KEY]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kind = _opt(config, "bench_kind")
+    if kind in (None, "both"):
+        return
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("archbench_kind")
+        (drop if marker is not None and marker.args[0] != kind else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        machine_info["archbench"] = session.machine_info()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
+    """Put back the cases pytest-benchmark dropped because their function raised."""
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is None:
+        return
+    present = {b.get("fullname") for b in output_json.get("benchmarks", [])}
+    for nodeid, (name, record) in session.records.items():
+        if nodeid in present:
+            continue
+        output_json["benchmarks"].append({
+            "group": None, "name": name, "fullname": nodeid,
+            "params": {"case": record.case}, "param": record.case,
+            "extra_info": record.to_extra_info(), "options": {}, "stats": None,
+        })
