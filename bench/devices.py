@@ -10,10 +10,10 @@ and the end event is synchronised before it is read.
 
 Memory. ``mem_<phase>_bytes`` is the peak of tensor memory during the phase *above what was live when the
 phase began*. CUDA reads it from the caching allocator (``reset_peak_memory_stats`` at phase start,
-``max_memory_allocated`` − ``memory_allocated`` at entry). CPU has no allocator statistics, so it uses
-PyTorch's own dispatch-level tracker (``torch.distributed._tools.mem_tracker.MemTracker``), which sees
-every tensor storage an op creates and when it dies; that is tensor memory, not process RSS. The tracker
-slows ops down, so memory is measured in its own round, never inside a timed one.
+``max_memory_allocated`` − ``memory_allocated`` at entry). CPU has no allocator statistics, so
+:class:`TensorMemoryTracker` watches every op at the dispatcher and sums the storages it creates while
+they live; that is tensor memory, not process RSS. The tracker slows ops down, so memory is measured in
+its own round, never inside a timed one.
 
 The CUDA backend, cuDNN flags and NVML are injected so that the CUDA path is testable without a GPU.
 """
@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 T = TypeVar("T")
 
@@ -83,20 +86,11 @@ class CpuDevice:
 
     @contextlib.contextmanager
     def peak_memory(self, *owners: Any) -> Iterator[Peak]:
-        # Private module, but it is PyTorch's own tool for exactly this; if it moves, say so loudly.
-        from torch.distributed._tools.mem_tracker import MemTracker
-
         peak = Peak()
-        tracker = MemTracker()
-        # Without this the tracker would count parameters/optimizer state as new when first touched.
-        tracker.track_external(*owners)
-        base = self._tracked_total(tracker, "current")
+        tracker = TensorMemoryTracker(self.torch_device.type)
         with tracker:
             yield peak
-        peak.bytes = max(0, self._tracked_total(tracker, "peak") - base)
-
-    def _tracked_total(self, tracker: Any, which: str) -> int:
-        return int(tracker.get_tracker_snapshot(which).get(self.torch_device, {}).get("Total", 0))
+        peak.bytes = tracker.peak
 
     @contextlib.contextmanager
     def settings(self) -> Iterator[None]:
@@ -230,6 +224,56 @@ class CudaDevice:
         return (oom_type is not None and isinstance(exc, oom_type)) or (
             isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
         )
+
+
+class TensorMemoryTracker(TorchDispatchMode):
+    """Peak bytes of tensor storages created by ops inside the block and alive at the same time.
+
+    Every op goes through ``__torch_dispatch__`` (autograd's backward ops included); each new output
+    storage is counted until it dies (a weak storage reference that expires), and the peak of the live
+    sum is kept. What was allocated before the block is not counted, which is the "above the level at
+    entry" convention of the CUDA path. Kernel-internal scratch buffers that never become tensors are not
+    seen. PyTorch's own ``torch.distributed._tools.mem_tracker.MemTracker`` does the same with module
+    attribution on top, but refuses frozen modules and a module called more than once per step
+    (the triplet loss calls the model three times), so it cannot measure every case.
+    """
+
+    def __init__(self, device_type: str = "cpu") -> None:
+        super().__init__()
+        self.device_type = device_type
+        self.live: dict[int, tuple[StorageWeakRef, int]] = {}
+        # storages that existed before the block (seen as op inputs first); views of them are not new
+        self.external: dict[int, StorageWeakRef] = {}
+        self.current = 0
+        self.peak = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        self._sweep()  # first, so that an address freed and reused is not mistaken for a live storage
+        for storage in self._storages((args, kwargs)):
+            key = storage._cdata
+            if key not in self.live and key not in self.external:
+                self.external[key] = StorageWeakRef(storage)
+        out = func(*args, **kwargs)
+        for storage in self._storages(out):
+            key = storage._cdata
+            if key not in self.live and key not in self.external:
+                nbytes = storage.nbytes()
+                self.live[key] = (StorageWeakRef(storage), nbytes)
+                self.current += nbytes
+        self.peak = max(self.peak, self.current)
+        return out
+
+    def _storages(self, tree: Any) -> Iterator[torch.UntypedStorage]:
+        for t in tree_leaves(tree):
+            if isinstance(t, torch.Tensor) and t.device.type == self.device_type:
+                yield t.untyped_storage()
+
+    def _sweep(self) -> None:
+        for key in [k for k, (ref, _) in self.live.items() if ref.expired()]:
+            self.current -= self.live.pop(key)[1]
+        for key in [k for k, ref in self.external.items() if ref.expired()]:
+            del self.external[key]
 
 
 @contextlib.contextmanager

@@ -64,8 +64,8 @@ OPTIONS: dict[str, Option] = {
         Option("--data-root", "where real datasets live (see README: Real datasets)", metavar="PATH"),
         Option("--bench-partial", "JSON-lines file each record is appended to as soon as it is measured; "
                "default: <--benchmark-json>.partial.jsonl", metavar="PATH"),
-        Option("--bench-fail", "force a failure in a case, to test the harness: CASE or CASE:oom (repeatable)",
-               multiple=True, metavar="CASE[:oom]"),
+        Option("--bench-fail", "force a failure in a case, to test the harness: CASE, CASE:oom or CASE:interrupt (repeatable)",
+               multiple=True, metavar="CASE[:KIND]"),
     )
 }
 

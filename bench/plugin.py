@@ -97,7 +97,7 @@ class ArchbenchSession:
         )
         partial = _opt(config, "bench_partial")
         if partial is None and config.getoption("benchmark_json", None):
-            partial = f"{config.getoption('benchmark_json').name}.partial.jsonl"
+            partial = f"{config.getoption('benchmark_json')}.partial.jsonl"
         inject: dict[str, str] = {}
         for spec in _opt(config, "bench_fail") or []:
             case, _, kind = spec.partition(":")
@@ -167,6 +167,8 @@ class ArchbenchSession:
     def maybe_inject(self, case: Case) -> None:
         """Raise the failure ``--bench-fail`` asked for in this case (testing the harness itself)."""
         kind = self.inject.get(case.name)
+        if kind == "interrupt":
+            raise KeyboardInterrupt(f"injected interrupt in {case.name} (--bench-fail)")
         if kind == "oom":
             raise MemoryError(f"injected out-of-memory in {case.name} (--bench-fail)")
         if kind is not None:

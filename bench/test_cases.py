@@ -20,6 +20,11 @@ def _static_fields(archbench, case, record) -> None:
     record.unsupported_ops = dict(cost.unsupported_ops)
 
 
+def _fill(record, fields) -> None:
+    for key, value in fields.items():
+        setattr(record, key, value)
+
+
 @pytest.mark.archbench_kind("step")
 def test_step(case, archbench, benchmark, request) -> None:
     from bench.harness import StepBenchmark
@@ -36,11 +41,13 @@ def test_step(case, archbench, benchmark, request) -> None:
             archbench.maybe_inject(case)
             run.train_step()
 
+        # Fields are filled after each stage, so a later failure never loses what was measured.
         benchmark.pedantic(step, rounds=profile.rounds, iterations=1)
+        _fill(record, run.record_fields())
         run.run_inference(profile.rounds, profile.warmup_rounds)
+        _fill(record, run.record_fields())
         run.measure_memory()
-        for key, value in run.record_fields().items():
-            setattr(record, key, value)
+        _fill(record, run.record_fields())
         if archbench.device.kind == "cuda":
             record.mem_device_bytes = archbench.device.device_memory_used()
 
@@ -61,5 +68,4 @@ def test_train(case, archbench, benchmark, request) -> None:
             trainer.run_epoch()
 
         benchmark.pedantic(epoch, rounds=profile.train_epochs, iterations=1)
-        for key, value in trainer.result().items():
-            setattr(record, key, value)
+        _fill(record, trainer.result())

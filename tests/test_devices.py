@@ -222,3 +222,15 @@ def test_make_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="cuda"):
             make_device("cuda")
+
+
+def test_cpu_peak_with_frozen_module_called_three_times() -> None:
+    """The triplet regime calls a (possibly frozen) model three times per step; both broke MemTracker."""
+    net = torch.nn.Linear(64, 64).requires_grad_(False)
+    x = torch.randn(8, 64, requires_grad=True)
+    out_bytes = 8 * 64 * 4
+    with CpuDevice(threads=1).peak_memory(net) as peak:
+        y = net(x) + net(x)  # two outputs and their sum alive at once; then the two die
+        z = y + net(x)
+    assert peak.bytes == 3 * out_bytes
+    del z

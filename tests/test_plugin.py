@@ -1,0 +1,122 @@
+"""`pytest bench/` end to end, in a subprocess, on two small cases: records, provenance, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.record import PHASES, Record
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["mobilenet_v1_025_128", "dogbreed_dsc"]
+STEP_KEYS = (
+    "case", "suite", "profile", "device", "status", "batch_size", "input_size", "params_total",
+    "params_trainable", "macs_forward", "time_forward_s", "time_backward_s", "time_optimizer_s",
+    "time_inference_s", "mem_forward_bytes", "mem_backward_bytes", "mem_optimizer_bytes", "mem_inference_bytes",
+    "throughput_train_ips", "throughput_inference_ips",
+)
+
+
+def run_bench(tmp_path: Path, *args: str, cases: list[str] = SMALL) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "out.json"
+    cmd = [sys.executable, "-m", "pytest", "bench/", "-p", "no:cacheprovider", "-q", f"--benchmark-json={out}",
+           "--bench-profile", "smoke", "--bench-rounds", "2", "--bench-epochs", "1", "--bench-threads", "1",
+           *(f"--bench-case={c}" for c in cases), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    data = json.loads(out.read_text()) if out.exists() else {}
+    return proc, data
+
+
+def by_name(data: dict) -> dict[str, dict]:
+    return {b["name"]: b for b in data["benchmarks"]}
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    tmp = tmp_path_factory.mktemp("clean")
+    proc, data = run_bench(tmp)
+    return proc, data, tmp
+
+
+def test_every_case_measured_with_every_key(clean_run) -> None:
+    proc, data, _ = clean_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    benches = by_name(data)
+    assert set(benches) == {f"test_{k}[{c}]" for k in ("step", "train") for c in SMALL}
+    for case in SMALL:
+        step = benches[f"test_step[{case}]"]["extra_info"]
+        for key in STEP_KEYS:
+            assert step[key] is not None, (case, key)
+        assert step["status"] == "ok" and step["profile"] == "smoke" and step["device"] == "cpu"
+        for phase in PHASES:
+            assert len(step[f"samples_{phase}_s"]) == 2
+        Record.from_extra_info(step)  # medians agree with samples, types parse
+        stats = benches[f"test_step[{case}]"]["stats"]
+        assert stats["rounds"] == 2 and len(stats["data"]) == 2
+        train = benches[f"test_train[{case}]"]["extra_info"]
+        for key in ("accuracy_train", "accuracy_val", "accuracy_test", "accuracy_test_deformed", "loss_test",
+                    "curve", "seed", "train_steps", "dataset", "num_classes"):
+            assert train[key] is not None, (case, key)
+        assert train["dataset"] == "embedded" and len(train["curve"]) == 1
+        assert benches[f"test_train[{case}]"]["stats"]["rounds"] == 1  # seconds per epoch, one epoch
+
+
+def test_machine_info_provenance(clean_run) -> None:
+    _, data, _ = clean_run
+    info = data["machine_info"]["archbench"]
+    for key in ("torch", "torchvision", "cuda", "cudnn", "threads", "device", "device_name", "gpu", "profile",
+                "deterministic", "suite_version", "profile_settings", "seed"):
+        assert key in info, key
+    assert info["threads"] == 1 and info["profile"] == "smoke" and info["device"] == "cpu"
+    assert info["profile_settings"]["rounds"] == 2  # the override is what is recorded
+    assert "commit_info" in data
+
+
+def test_partial_file_written_as_it_goes(clean_run) -> None:
+    _, data, tmp = clean_run
+    lines = (tmp / "out.json.partial.jsonl").read_text().splitlines()
+    assert len(lines) == len(data["benchmarks"])
+    assert {json.loads(line)["name"] for line in lines} == {b["name"] for b in data["benchmarks"]}
+
+
+def test_injected_failure_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    proc, data = run_bench(tmp_path, "--bench-fail=dogbreed_dsc", "--bench-fail=mobilenet_v1_025_128:oom",
+                           "--bench-kind=step", cases=[*SMALL, "mobilenet_v1_050_224"])
+    assert proc.returncode == 1  # the failing cases fail the pytest run...
+    benches = by_name(data)      # ...but every case is in the JSON
+    assert set(benches) == {"test_step[mobilenet_v1_025_128]", "test_step[dogbreed_dsc]",
+                            "test_step[mobilenet_v1_050_224]"}
+    failed = benches["test_step[dogbreed_dsc]"]["extra_info"]
+    assert failed["status"] == "error" and "injected failure" in failed["error"]
+    assert failed["params_total"] == 74_663  # what was measured before the failure is kept
+    assert benches["test_step[mobilenet_v1_025_128]"]["extra_info"]["status"] == "oom"
+    assert benches["test_step[mobilenet_v1_050_224]"]["extra_info"]["status"] == "ok"
+    assert "dogbreed_dsc (step): status error" in proc.stdout
+
+
+def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
+    from bench.listing import select
+
+    cases = ["dogbreed_cnn", "dogbreed_dsc", "mobilenet_v1_050_224"]
+    order = [c.name for c in select(cases, [])]
+    stop = order.index("dogbreed_dsc")
+    assert stop > 0, "the interrupted case must not be the first one run"
+    proc, data = run_bench(tmp_path, "--bench-fail=dogbreed_dsc:interrupt", "--bench-kind=step", cases=cases)
+    assert proc.returncode == 2  # pytest's "interrupted"
+    statuses = {b["name"]: b["extra_info"]["status"] for b in data["benchmarks"]}
+    expected = {f"test_step[{name}]": "ok" for name in order[:stop]} | {"test_step[dogbreed_dsc]": "interrupted"}
+    assert statuses == expected
+    partial = (tmp_path / "out.json.partial.jsonl").read_text().splitlines()
+    assert len(partial) == stop + 1
+
+
+def test_unknown_case_is_a_usage_error(tmp_path: Path) -> None:
+    proc, _ = run_bench(tmp_path, cases=["no_such_case_*"])
+    assert proc.returncode == 4  # pytest's usage error
+    assert "no case matches" in proc.stderr
