@@ -1,0 +1,140 @@
+"""``bench merge A.json B.json ... -o OUT.json``: one results file from runs split across machines.
+
+CI may run one job per report; ``bench compare`` and ``bench report`` want one file. The merged file is
+an ordinary pytest-benchmark file: the first input's envelope (``machine_info``, ``commit_info``,
+``datetime``, ``version``), every input's benchmarks verbatim, and a ``merged_from`` list keeping each
+input's file name, ``machine_info``, ``commit_info`` and ``datetime`` (merging merged files flattens it).
+
+Refused: any unusable input (exit 2, naming the file), a benchmark name present in two inputs (exit 2,
+naming both files), inputs from different devices or profiles (exit 3) unless ``--allow-incomparable``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from bench.compare import EXIT_INCOMPARABLE, make_console, write_text
+from bench.results import EXIT_UNUSABLE, Results, ResultsError, load_results, parse_results
+
+
+class MergeError(ValueError):
+    """The inputs cannot be merged; ``exit_code`` is 2 (bad input) or 3 (not comparable)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    inputs: tuple[Path, ...]
+    output: Path
+    allow_incomparable: bool = False
+
+
+@dataclass(frozen=True)
+class Merged:
+    data: Mapping[str, Any]
+    warnings: tuple[str, ...] = field(default=())
+
+
+def merge_results(inputs: Sequence[Results], *, allow_incomparable: bool = False) -> Merged:
+    """Join validated runs into one pytest-benchmark document (pure: returns the JSON object)."""
+    if not inputs:
+        raise MergeError("nothing to merge", EXIT_UNUSABLE)
+    owner: dict[str, str] = {}
+    for res in inputs:
+        for name in res.benchmarks:
+            if name in owner:
+                raise MergeError(
+                    f"{res.path}: benchmark {name!r} is also in {owner[name]}; each benchmark must come from "
+                    "exactly one input",
+                    EXIT_UNUSABLE,
+                )
+            owner[name] = res.path
+
+    warnings: list[str] = []
+    first = inputs[0]
+    for label, values in (("device", lambda r: r.devices), ("profile", lambda r: r.profiles)):
+        differing = [r for r in inputs[1:] if values(r) != values(first)]
+        if differing:
+            text = "; ".join(f"{r.path} has {' + '.join(sorted(values(r)))}" for r in [first, *differing])
+            if not allow_incomparable:
+                raise MergeError(
+                    f"inputs differ in {label} ({text}); pass --allow-incomparable to merge anyway",
+                    EXIT_INCOMPARABLE,
+                )
+            warnings.append(f"merged inputs of different {label} (--allow-incomparable): {text}")
+    commits = {r.path: r.commit for r in inputs}
+    if len(set(commits.values())) > 1:
+        warnings.append("inputs come from different commits: " + ", ".join(f"{p}: {c}" for p, c in commits.items()))
+    for key in ("torch", "device_name", "threads"):
+        seen = {r.path: getattr(r.env, key) for r in inputs}
+        if len(set(map(repr, seen.values()))) > 1:
+            warnings.append(f"inputs differ in {key}: " + ", ".join(f"{p}: {v}" for p, v in seen.items()))
+
+    merged_from: list[Any] = []
+    for res in inputs:
+        previous = res.envelope.get("merged_from")
+        if isinstance(previous, list) and previous:
+            merged_from.extend(previous)  # already a merge: keep its sources, not the merge itself
+        else:
+            merged_from.append({
+                "file": res.path,
+                "machine_info": res.envelope.get("machine_info"),
+                "commit_info": res.envelope.get("commit_info"),
+                "datetime": res.envelope.get("datetime"),
+            })
+    data: dict[str, Any] = {k: v for k, v in first.envelope.items() if k != "merged_from"}
+    data["benchmarks"] = [dict(b.raw) for res in inputs for b in res]
+    data["merged_from"] = merged_from
+    return Merged(data, tuple(warnings))
+
+
+def run(options: MergeOptions, console: Console | None = None) -> int:
+    """Load every input, merge, write ``options.output``; return the exit code."""
+    errors = console or make_console(sys.stderr)
+    console = console or make_console()
+    try:
+        inputs = [load_results(path) for path in options.inputs]
+        merged = merge_results(inputs, allow_incomparable=options.allow_incomparable)
+        # The result must itself be a usable results file; check before writing it.
+        parse_results(json.loads(json.dumps(merged.data)), str(options.output))
+    except ResultsError as exc:
+        errors.print(Text(f"bench merge: unusable input: {exc}", style="bold red"))
+        return exc.exit_code
+    except MergeError as exc:
+        errors.print(Text(f"bench merge: {exc}", style="bold red"))
+        return exc.exit_code
+    for warning in merged.warnings:
+        errors.print(Text(f"bench merge: warning: {warning}", style="bold yellow"))
+    write_text(options.output, json.dumps(merged.data, indent=4) + "\n")
+    count = len(merged.data["benchmarks"])
+    console.print(Text(f"wrote {options.output}: {count} benchmarks from {len(inputs)} files"))
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "merge", help="join results files of runs split across machines into one",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("inputs", type=Path, nargs="+", help="results files (pytest --benchmark-json)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="merged results file to write")
+    p.add_argument(
+        "--allow-incomparable", action="store_true", help="merge inputs from different devices or profiles"
+    )
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: argparse.Namespace) -> int:
+    return run(MergeOptions(tuple(args.inputs), args.output, args.allow_incomparable))

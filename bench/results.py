@@ -1,0 +1,321 @@
+"""Load and validate a results file: the JSON that ``pytest bench/ --benchmark-json=FILE`` writes.
+
+Everything that can be wrong with an input file is found here, once, and reported as a
+:class:`ResultsError` (exit code 2) whose message names the file, the benchmark and the field. The
+comparator, the charts and ``bench merge`` only ever see validated :class:`Results`.
+
+What makes a file usable: valid UTF-8 JSON (Python's parser accepts ``NaN``/``Infinity``, so non-finite
+numbers are looked for explicitly), the pytest-benchmark envelope (``machine_info`` with archbench's
+block, a non-empty ``benchmarks`` list), one archbench :class:`~bench.record.Record` in every
+benchmark's ``extra_info``, and no benchmark name twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.metrics import METRICS
+from bench.record import PHASES, Record, RecordError
+
+EXIT_UNUSABLE = 2
+
+#: Stats fields pytest-benchmark writes that we read; all numeric when present.
+_STATS_NUMERIC = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ops", "total")
+
+
+class ResultsError(ValueError):
+    """A results file is unusable. The message names the file, the benchmark and the reason."""
+
+    exit_code = EXIT_UNUSABLE
+
+
+@dataclass(frozen=True)
+class Environment:
+    """``machine_info.archbench`` of a results file: what a comparison needs to know about the run."""
+
+    device: str
+    profile: str
+    device_name: str | None = None
+    torch: str | None = None
+    torchvision: str | None = None
+    cuda: str | None = None
+    cudnn: int | None = None
+    threads: int | None = None
+    deterministic: bool | None = None
+    suite_version: str | None = None
+    gpu: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_machine_info(cls, machine_info: Mapping[str, Any], where: str) -> Environment:
+        block = machine_info.get("archbench")
+        if not isinstance(block, Mapping):
+            raise ResultsError(
+                f"{where}: machine_info has no 'archbench' block; this pytest-benchmark file was not "
+                "written by archbench (run `pytest bench/ --benchmark-json=FILE`)"
+            )
+        for key in ("device", "profile"):
+            if not isinstance(block.get(key), str) or not block[key]:
+                raise ResultsError(f"{where}: field 'machine_info.archbench.{key}' is missing or not a string")
+        gpu = block.get("gpu")
+        return cls(
+            device=block["device"],
+            profile=block["profile"],
+            device_name=block.get("device_name"),
+            torch=block.get("torch"),
+            torchvision=block.get("torchvision"),
+            cuda=block.get("cuda"),
+            cudnn=block.get("cudnn"),
+            threads=block.get("threads"),
+            deterministic=block.get("deterministic"),
+            suite_version=block.get("suite_version"),
+            gpu=gpu if isinstance(gpu, Mapping) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The part of pytest-benchmark's ``stats`` we use. ``data`` holds the raw round times when saved."""
+
+    rounds: int
+    median: float | None
+    mean: float | None
+    min: float | None
+    max: float | None
+    data: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark of a results file: its record, pytest-benchmark's stats (``None`` for a case that
+    failed before it was timed) and the raw JSON object, kept verbatim for ``bench merge``."""
+
+    name: str
+    group: str | None
+    record: Record
+    stats: Stats | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.record.status == "ok"
+
+
+@dataclass(frozen=True)
+class Results:
+    """A validated results file: its envelope (everything but ``benchmarks``), environment, and
+    benchmarks by name in file order."""
+
+    path: str
+    envelope: Mapping[str, Any] = field(repr=False)
+    env: Environment
+    benchmarks: Mapping[str, Benchmark]
+
+    @property
+    def devices(self) -> frozenset[str]:
+        """Every device the file's records ran on (a merged file may hold more than one)."""
+        return frozenset({self.env.device, *(b.record.device for b in self.benchmarks.values())})
+
+    @property
+    def profiles(self) -> frozenset[str]:
+        return frozenset({self.env.profile, *(b.record.profile for b in self.benchmarks.values())})
+
+    @property
+    def commit(self) -> str | None:
+        info = self.envelope.get("commit_info")
+        if isinstance(info, Mapping):
+            value = info.get("id")
+            return str(value) if value is not None else None
+        return None
+
+    def __iter__(self) -> Iterator[Benchmark]:
+        return iter(self.benchmarks.values())
+
+
+def load_results(path: str | Path) -> Results:
+    """Read and validate ``path``; raise :class:`ResultsError` naming the file and the cause."""
+    where = str(path)
+    try:
+        raw_bytes = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise ResultsError(f"{where}: is a directory, not a results file") from None
+    except FileNotFoundError:
+        raise ResultsError(f"{where}: no such file") from None
+    except OSError as exc:
+        raise ResultsError(f"{where}: cannot read ({exc.strerror or exc})") from None
+    if not raw_bytes.strip():
+        raise ResultsError(f"{where}: file is empty")
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{where}: not UTF-8 text (byte {exc.start}); not a JSON results file") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # The parser stopping at the end of the text (or inside a string that never closes) is what a
+        # file cut off mid-write looks like.
+        ended = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        hint = " (truncated?)" if ended else ""
+        raise ResultsError(
+            f"{where}: not valid JSON{hint}: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise ResultsError(f"{where}: JSON nested too deeply to be a results file") from None
+    return parse_results(data, where)
+
+
+def parse_results(data: Any, where: str) -> Results:
+    """Validate already-parsed JSON ``data`` read from ``where``."""
+    if not isinstance(data, Mapping):
+        raise ResultsError(
+            f"{where}: not a pytest-benchmark file (top level is a JSON {_json_type(data)}, expected an object)"
+        )
+    missing = [k for k in ("machine_info", "benchmarks") if k not in data]
+    if missing:
+        raise ResultsError(f"{where}: not a pytest-benchmark file (no {' or '.join(repr(k) for k in missing)} key)")
+    machine_info = data["machine_info"]
+    if not isinstance(machine_info, Mapping):
+        raise ResultsError(f"{where}: not a pytest-benchmark file ('machine_info' is not an object)")
+    benchmarks = data["benchmarks"]
+    if not isinstance(benchmarks, list):
+        raise ResultsError(f"{where}: not a pytest-benchmark file ('benchmarks' is not a list)")
+    if not benchmarks:
+        raise ResultsError(f"{where}: no benchmarks (the run measured nothing)")
+    env = Environment.from_machine_info(machine_info, where)
+
+    by_name: dict[str, Benchmark] = {}
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(benchmarks):
+        bench = _parse_benchmark(item, index, where)
+        if bench.name in by_name:
+            raise ResultsError(
+                f"{where}: benchmark {bench.name!r}: duplicate name (entries {first_index[bench.name]} and "
+                f"{index}); a results file holds each benchmark once"
+            )
+        by_name[bench.name] = bench
+        first_index[bench.name] = index
+    envelope = {k: v for k, v in data.items() if k != "benchmarks"}
+    return Results(path=where, envelope=envelope, env=env, benchmarks=by_name)
+
+
+def _parse_benchmark(item: Any, index: int, where: str) -> Benchmark:
+    if not isinstance(item, Mapping):
+        raise ResultsError(f"{where}: benchmarks[{index}] is a JSON {_json_type(item)}, expected an object")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise ResultsError(f"{where}: benchmarks[{index}] has no 'name'")
+    here = f"{where}: benchmark {name!r}"
+    if "extra_info" not in item:
+        raise ResultsError(f"{here}: no 'extra_info'; not an archbench benchmark")
+    extra = item["extra_info"]
+    status = extra.get("status", "ok") if isinstance(extra, Mapping) else "ok"
+    _check_finite(extra, "extra_info", here, lenient=status != "ok")
+    try:
+        record = Record.from_extra_info(extra, where=here)
+    except RecordError as exc:
+        raise ResultsError(str(exc)) from None
+    except TypeError as exc:  # a field of the wrong shape reached the dataclass
+        raise ResultsError(f"{here}: malformed extra_info ({exc})") from None
+    _check_record_types(record, here)
+    _fill_medians(record)
+    # The comparator reads the record's own samples; pytest-benchmark's stats are kept for display and
+    # may be null or empty for a case that failed before it was timed.
+    stats = _parse_stats(item.get("stats"), here)
+    group = item.get("group")
+    return Benchmark(name=name, group=group if isinstance(group, str) else None, record=record, stats=stats, raw=item)
+
+
+def _check_record_types(record: Record, here: str) -> None:
+    """Metric values must be numbers and samples lists of numbers: a string where a number belongs
+    would otherwise surface as a crash deep inside the comparator."""
+    for key in METRICS:
+        value = getattr(record, key, None)
+        if value is not None and not _is_number(value):
+            raise ResultsError(f"{here}: field 'extra_info.{key}' is {value!r}, expected a number")
+    for name in (*PHASES, "epoch"):
+        key = f"samples_{name}_s"
+        samples = getattr(record, key)
+        if samples is not None and (not isinstance(samples, list) or not all(_is_number(v) for v in samples)):
+            raise ResultsError(f"{here}: field 'extra_info.{key}' is not a list of numbers")
+    if record.curve is not None and (
+        not isinstance(record.curve, list) or not all(isinstance(p, Mapping) for p in record.curve)
+    ):
+        raise ResultsError(f"{here}: field 'extra_info.curve' is not a list of per-epoch objects")
+
+
+def _fill_medians(record: Record) -> None:
+    """Derive ``time_<x>_s`` from ``samples_<x>_s`` where a writer stored only the samples: the
+    median is defined by the samples (see :mod:`bench.record`), and the comparator reads the median."""
+    for name in (*PHASES, "epoch"):
+        samples = getattr(record, f"samples_{name}_s")
+        if samples and getattr(record, f"time_{name}_s") is None:
+            setattr(record, f"time_{name}_s", statistics.median(samples))
+
+
+def _parse_stats(stats: Any, here: str) -> Stats | None:
+    if stats is None:
+        return None
+    if not isinstance(stats, Mapping):
+        raise ResultsError(f"{here}: field 'stats' is a JSON {_json_type(stats)}, expected an object")
+    _check_finite(stats, "stats", here, lenient=False)
+    rounds = stats.get("rounds", 0)
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 0:
+        raise ResultsError(f"{here}: field 'stats.rounds' is {rounds!r}, expected a count")
+    values: dict[str, float | None] = {}
+    for key in _STATS_NUMERIC:
+        value = stats.get(key)
+        if value is not None and not _is_number(value):
+            raise ResultsError(f"{here}: field 'stats.{key}' is {value!r}, expected a number")
+        values[key] = value
+    data = stats.get("data")
+    if data is not None:
+        if not isinstance(data, list) or not all(_is_number(v) for v in data):
+            raise ResultsError(f"{here}: field 'stats.data' is not a list of numbers")
+        data = tuple(float(v) for v in data)
+    return Stats(
+        rounds=rounds,
+        median=values["median"],
+        mean=values["mean"],
+        min=values["min"],
+        max=values["max"],
+        data=data,
+    )
+
+
+def _check_finite(value: Any, path: str, here: str, *, lenient: bool) -> None:
+    """Refuse NaN and ±inf anywhere under ``value``. A failed case (``lenient``) may carry a non-finite
+    loss: that is how divergence shows, and its metrics are never compared."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            if lenient and (path.startswith(("extra_info.loss_", "extra_info.curve"))):
+                return
+            raise ResultsError(f"{here}: field {path!r} is {value} (not a finite number)")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}", here, lenient=lenient)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{path}[{i}]", here, lenient=lenient)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return type(value).__name__

@@ -1,0 +1,491 @@
+"""bench compare: per-metric rules, benchmark statuses, exit codes and the rendered outputs."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from results_factory import (
+    failed_record,
+    find,
+    results_json,
+    scale_samples,
+    standard_run,
+    step_record,
+    train_record,
+    write_json,
+    write_results,
+)
+from rich.console import Console
+
+from bench import cli
+from bench.compare import (
+    CompareOptions,
+    Status,
+    compare_runs,
+    evaluate_metric,
+    parse_threshold,
+    render_terminal,
+    run,
+    to_json,
+    to_markdown,
+)
+from bench.metrics import METRICS, Tolerance
+from bench.results import load_results
+
+
+def _run(tmp_path: Path, base: list, head: list, options: CompareOptions | None = None,
+         base_env: dict | None = None, head_env: dict | None = None) -> tuple[int, str]:
+    """Write both runs, run `bench compare` on them; (exit code, everything printed)."""
+    a = write_json(tmp_path / "base.json", results_json(base, **(base_env or {})))
+    b = write_json(tmp_path / "head.json", results_json(head, **(head_env or {})))
+    out = io.StringIO()
+    code = run(a, b, options or CompareOptions(), Console(file=out, width=250))
+    return code, out.getvalue()
+
+
+# -- the rules ------------------------------------------------------------------------------------
+
+
+def test_exact_rule() -> None:
+    m = METRICS["params_total"]
+    assert evaluate_metric(m, 100, 100).verdict == "unchanged"
+    up = evaluate_metric(m, 100, 101)
+    assert up.verdict == "regressed" and up.rel == pytest.approx(0.01)
+    assert evaluate_metric(m, 100, 99).verdict == "improved"  # reported as a change, does not fail
+
+
+def test_exact_rule_zero_baseline() -> None:
+    d = evaluate_metric(METRICS["macs_forward"], 0, 5)
+    assert d.verdict == "regressed" and d.rel is None and d.new_nonzero
+
+
+def _samples(median: float, n: int = 7, spread: float = 0.01) -> list[float]:
+    return [median * (1 + spread * (i - n // 2) / n) for i in range(n)]
+
+
+def test_time_rule_within_threshold_is_unchanged() -> None:
+    m = METRICS["time_forward_s"]
+    d = evaluate_metric(m, 0.100, 0.105, _samples(0.100), _samples(0.105))
+    assert d.verdict == "unchanged"
+
+
+def test_time_rule_significant_slowdown_regresses() -> None:
+    m = METRICS["time_forward_s"]
+    d = evaluate_metric(m, 0.100, 0.125, _samples(0.100), _samples(0.125))
+    assert d.verdict == "regressed" and d.p_value is not None and d.p_value < 0.01
+
+
+def test_time_rule_significant_speedup_improves() -> None:
+    m = METRICS["time_forward_s"]
+    assert evaluate_metric(m, 0.100, 0.080, _samples(0.100), _samples(0.080)).verdict == "improved"
+
+
+def test_time_rule_moved_but_not_significant_is_inconclusive() -> None:
+    m = METRICS["time_forward_s"]
+    base = [0.05, 0.10, 0.20, 0.30, 0.10]
+    head = [0.06, 0.12, 0.25, 0.28, 0.09]
+    d = evaluate_metric(m, 0.10, 0.12, base, head)
+    assert d.verdict == "inconclusive" and d.p_value is not None and d.p_value >= 0.01
+    assert "not significant" in d.note
+
+
+def test_time_rule_without_samples_is_inconclusive() -> None:
+    d = evaluate_metric(METRICS["time_forward_s"], 0.10, 0.20, None, None)
+    assert d.verdict == "inconclusive" and "no raw samples" in d.note
+
+
+def test_time_rule_absolute_floor() -> None:
+    # +50 % but only 20 µs, under the 100 µs floor: noise, not a regression.
+    m = METRICS["time_optimizer_s"]
+    d = evaluate_metric(m, 40e-6, 60e-6, _samples(40e-6), _samples(60e-6))
+    assert d.verdict == "unchanged"
+
+
+def test_time_rule_zero_baseline_absolute_rule_decides() -> None:
+    m = METRICS["time_optimizer_s"]
+    tiny = evaluate_metric(m, 0.0, 50e-6, [0.0] * 5, _samples(50e-6, 5))
+    assert tiny.verdict == "unchanged" and tiny.rel is None and tiny.new_nonzero
+    big = evaluate_metric(m, 0.0, 0.01, [0.0] * 5, _samples(0.01, 5))
+    assert big.verdict == "regressed" and big.new_nonzero
+
+
+def test_memory_tolerance_needs_both_relative_and_absolute() -> None:
+    m = METRICS["mem_backward_bytes"]
+    mib = 1 << 20
+    assert evaluate_metric(m, 100 * mib, 104 * mib).verdict == "unchanged"  # 4 %: under 5 %
+    assert evaluate_metric(m, 4 * mib, 5 * mib // 1 + mib // 2).verdict == "regressed"  # +37 %, 1.5 MiB
+    assert evaluate_metric(m, 4 * mib, 4 * mib + mib // 2).verdict == "unchanged"  # +12 % but 0.5 MiB
+    assert evaluate_metric(m, 100 * mib, 80 * mib).verdict == "improved"
+
+
+def test_memory_zero_baseline() -> None:
+    m = METRICS["mem_optimizer_bytes"]
+    small = evaluate_metric(m, 0, 1000)
+    assert small.verdict == "unchanged" and small.new_nonzero  # under the 1 MiB floor
+    big = evaluate_metric(m, 0, 8 << 20)
+    assert big.verdict == "regressed" and big.rel is None
+
+
+def test_accuracy_tolerance_in_points() -> None:
+    m = METRICS["accuracy_test"]
+    assert evaluate_metric(m, 0.80, 0.79).verdict == "unchanged"  # 1 point
+    assert evaluate_metric(m, 0.80, 0.77).verdict == "regressed"  # 3 points
+    assert evaluate_metric(m, 0.80, 0.85).verdict == "improved"
+    exact = replace(m, rule=Tolerance(rel=0.0, abs=0.0))
+    assert evaluate_metric(exact, 0.80, 0.7999).verdict == "regressed"
+
+
+def test_metric_added_or_removed() -> None:
+    m = METRICS["mem_inference_bytes"]
+    assert evaluate_metric(m, None, 5).verdict == "added"
+    assert evaluate_metric(m, 5, None).verdict == "removed"
+
+
+# -- thresholds -----------------------------------------------------------------------------------
+
+
+def test_parse_threshold() -> None:
+    assert parse_threshold("time_forward_s=0.2") == ("time_forward_s", 0.2)
+    assert parse_threshold(" accuracy_test=0.05") == ("accuracy_test", 0.05)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("nonsense", "expected METRIC=VALUE"),
+        ("time_step_s=0.1", "unknown metric 'time_step_s'"),
+        ("time_forward_s=fast", "not a number"),
+        ("time_forward_s=-1", ">= 0"),
+        ("time_forward_s=nan", "finite"),
+        ("params_total=0.1", "compared exactly"),
+    ],
+)
+def test_bad_threshold(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_threshold(text)
+
+
+def test_bad_threshold_on_the_command_line_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = write_results(tmp_path / "a.json", standard_run())
+    with pytest.raises(SystemExit) as info:
+        cli.main(["compare", str(a), str(a), "--threshold", "time_step_s=0.1"])
+    assert info.value.code == 2
+    assert "unknown metric 'time_step_s'" in capsys.readouterr().err
+
+
+# -- the acceptance criteria ------------------------------------------------------------------------
+
+
+def test_back_to_back_runs_of_the_same_commit_exit_0(tmp_path: Path) -> None:
+    code, out = _run(tmp_path, standard_run(noise_seed=0), standard_run(noise_seed=1))
+    assert code == 0, out
+    assert "no regression" in out
+
+
+def test_one_case_slower_by_a_quarter_exits_1_naming_case_and_metric(tmp_path: Path) -> None:
+    head = standard_run(noise_seed=1)
+    scale_samples(find(head, "dogbreed_deformable"), 1.25, ("forward", "backward", "optimizer", "inference"))
+    code, out = _run(tmp_path, standard_run(noise_seed=0), head)
+    assert code == 1, out
+    assert "test_step[dogbreed_deformable]" in out and "time_forward_s" in out
+    assert "REGRESSION" in out
+    # only that case is flagged
+    c = compare_runs(load_results(tmp_path / "base.json"), load_results(tmp_path / "head.json"))
+    assert [b.name for b in c.by_status(Status.REGRESSED)] == ["test_step[dogbreed_deformable]"]
+
+
+def test_changed_parameter_count_exits_1(tmp_path: Path) -> None:
+    head = standard_run(noise_seed=1)
+    find(head, "resnet50_dcn_0001").params_total += 18
+    code, out = _run(tmp_path, standard_run(), head)
+    assert code == 1 and "params_total" in out and "test_step[resnet50_dcn_0001]" in out
+
+
+def test_smaller_parameter_count_is_reported_but_passes(tmp_path: Path) -> None:
+    head = standard_run(noise_seed=1)
+    find(head, "dogbreed_cnn").params_total -= 100
+    code, out = _run(tmp_path, standard_run(), head)
+    assert code == 0 and "improved" in out and "params_total" in out
+
+
+def test_threshold_override_relaxes_the_time_rule(tmp_path: Path) -> None:
+    head = standard_run(noise_seed=1)
+    scale_samples(find(head, "dogbreed_cnn"), 1.25)
+    code, out = _run(tmp_path, standard_run(), head, CompareOptions(thresholds={"time_forward_s": 0.5}))
+    assert code == 0, out
+    assert "thresholds overridden: time_forward_s=0.5" in out
+
+
+# -- benchmark statuses -----------------------------------------------------------------------------
+
+
+def _status(tmp_path: Path, base: list, head: list, name: str, **kw) -> tuple[int, str, object]:
+    code, out = _run(tmp_path, base, head, **kw)
+    c = compare_runs(load_results(tmp_path / "base.json"), load_results(tmp_path / "head.json"),
+                     kw.get("options", CompareOptions()))
+    return code, out, next(b for b in c.benchmarks if b.name == name)
+
+
+def test_missing_benchmark(tmp_path: Path) -> None:
+    base = standard_run()
+    head = [r for r in standard_run(1) if r.case != "dogbreed_dsc"]
+    code, out, b = _status(tmp_path, base, head, "test_step[dogbreed_dsc]")
+    assert b.status is Status.MISSING and code == 0 and "missing from head" in out
+
+
+def test_new_benchmark(tmp_path: Path) -> None:
+    base = [r for r in standard_run() if r.case != "dogbreed_dsc"]
+    code, out, b = _status(tmp_path, base, standard_run(1), "test_train[dogbreed_dsc]")
+    assert b.status is Status.NEW and code == 0 and "new in head" in out
+
+
+def test_newly_failing_case_exits_1(tmp_path: Path) -> None:
+    head = [r for r in standard_run(1) if not (r.case == "dogbreed_cnn" and r.kind == "step")]
+    head.append(failed_record("dogbreed_cnn", status="oom"))
+    code, out, b = _status(tmp_path, standard_run(), head, "test_step[dogbreed_cnn]")
+    assert code == 1 and b.status is Status.FAILED and b.newly_failing
+    assert "newly failing: oom" in out and "test_step[dogbreed_cnn]" in out
+
+
+def test_new_case_that_fails_exits_1(tmp_path: Path) -> None:
+    head = standard_run(1) + [failed_record("mobilenet_v1_100_224", status="error")]
+    code, out, b = _status(tmp_path, standard_run(), head, "test_step[mobilenet_v1_100_224]")
+    assert code == 1 and b.status is Status.FAILED and "new in head, and failing" in out
+
+
+def test_still_failing_is_failed_but_does_not_gate(tmp_path: Path) -> None:
+    base = standard_run() + [failed_record("mobilenet_v1_100_224", status="oom")]
+    head = standard_run(1) + [failed_record("mobilenet_v1_100_224", status="oom")]
+    code, out, b = _status(tmp_path, base, head, "test_step[mobilenet_v1_100_224]")
+    assert b.status is Status.FAILED and not b.newly_failing and code == 0
+    assert "still failing" in out
+
+
+def test_fixed_case(tmp_path: Path) -> None:
+    base = [r for r in standard_run() if not (r.case == "dogbreed_cnn" and r.kind == "train")]
+    base.append(failed_record("dogbreed_cnn", kind="train", status="diverged"))
+    code, out, b = _status(tmp_path, base, standard_run(1), "test_train[dogbreed_cnn]")
+    assert b.status is Status.FIXED and code == 0 and "fixed" in out
+
+
+def test_different_batch_size_is_not_comparable(tmp_path: Path) -> None:
+    head = standard_run(1)
+    find(head, "dogbreed_cnn").batch_size = 4
+    code, out, b = _status(tmp_path, standard_run(), head, "test_step[dogbreed_cnn]")
+    assert b.status is Status.NOT_COMPARABLE and code == 0
+    assert "batch_size: 2 vs 4" in out
+
+
+def test_inconclusive_time_status(tmp_path: Path) -> None:
+    # A 3-epoch train record moved by 30 %: past the threshold, but 3 samples cannot be significant.
+    head = standard_run(1)
+    scale_samples(find(head, "dogbreed_cnn", "train"), 1.3, ("epoch",))
+    code, out, b = _status(tmp_path, standard_run(), head, "test_train[dogbreed_cnn]")
+    assert b.status is Status.INCONCLUSIVE and code == 0 and "not significant" in out
+
+
+def test_every_benchmark_gets_exactly_one_status(tmp_path: Path) -> None:
+    base = standard_run() + [failed_record("gone", status="error")]
+    head = standard_run(1)[2:] + [step_record("brand_new")]
+    _run(tmp_path, base, head)
+    c = compare_runs(load_results(tmp_path / "base.json"), load_results(tmp_path / "head.json"))
+    names = [b.name for b in c.benchmarks]
+    assert len(names) == len(set(names)) == len({*load_results(tmp_path / "base.json").benchmarks,
+                                                  *load_results(tmp_path / "head.json").benchmarks})
+
+
+# -- accuracy: exact when environment and seed match -----------------------------------------------
+
+
+def _acc_pair(drop: float) -> tuple[list, list]:
+    base = [train_record("dogbreed_cnn", accuracy=0.60)]
+    head = [train_record("dogbreed_cnn", accuracy=0.60 - drop, noise_seed=1)]
+    return base, head
+
+
+def test_accuracy_exact_when_environment_and_seed_match(tmp_path: Path) -> None:
+    code, out = _run(tmp_path, *_acc_pair(0.005))
+    assert code == 1 and "accuracy_test" in out and "compared exactly" in out
+
+
+def test_accuracy_tolerance_when_environment_differs(tmp_path: Path) -> None:
+    code, out = _run(tmp_path, *_acc_pair(0.005), head_env={"threads": 4})
+    assert code == 0, out
+    assert "threads" in out  # the difference is still reported
+
+
+def test_accuracy_tolerance_when_not_deterministic(tmp_path: Path) -> None:
+    env = {"deterministic": False}
+    code, _ = _run(tmp_path, *_acc_pair(0.005), base_env=env, head_env=env)
+    assert code == 0
+
+
+def test_accuracy_tolerance_when_seeds_differ(tmp_path: Path) -> None:
+    base, head = _acc_pair(0.005)
+    head[0].seed = 1
+    code, _ = _run(tmp_path, base, head)
+    assert code == 0
+
+
+def test_accuracy_threshold_override_beats_exactness(tmp_path: Path) -> None:
+    keys = ("accuracy_test", "accuracy_val", "accuracy_test_deformed")  # the factory moves all three
+    code, _ = _run(tmp_path, *_acc_pair(0.005), CompareOptions(thresholds={k: 0.01 for k in keys}))
+    assert code == 0
+    code, out = _run(tmp_path, *_acc_pair(0.005), CompareOptions(thresholds={"accuracy_test": 0.01}))
+    assert code == 1 and "accuracy_val" in out
+
+
+# -- runs not comparable ----------------------------------------------------------------------------
+
+
+def test_different_devices_exit_3(tmp_path: Path) -> None:
+    head = standard_run(1, device="cuda")
+    code, out = _run(tmp_path, standard_run(), head, head_env={"device": "cuda", "device_name": "NVIDIA A10"})
+    assert code == 3
+    assert "not comparable" in out and "device" in out and "base.json" in out and "head.json" in out
+    assert "--allow-incomparable" in out
+
+
+def test_different_profiles_exit_3(tmp_path: Path) -> None:
+    code, out = _run(tmp_path, standard_run(), standard_run(1, profile="full"), head_env={"profile": "full"})
+    assert code == 3 and "profile" in out
+
+
+def test_allow_incomparable_compares_with_a_loud_warning(tmp_path: Path) -> None:
+    head = standard_run(1, device="cuda")
+    code, out = _run(tmp_path, standard_run(), head, CompareOptions(allow_incomparable=True),
+                     head_env={"device": "cuda"})
+    assert code == 0, out
+    assert "RUNS ARE NOT COMPARABLE" in out
+
+
+def test_allow_incomparable_still_exits_1_on_regression(tmp_path: Path) -> None:
+    head = standard_run(1, device="cuda")
+    find(head, "dogbreed_cnn").params_total += 1
+    code, _ = _run(tmp_path, standard_run(), head, CompareOptions(allow_incomparable=True),
+                   head_env={"device": "cuda"})
+    assert code == 1
+
+
+# -- unusable input, through the command line ---------------------------------------------------------
+
+
+def _cli(*argv: str) -> int:
+    return cli.main(["compare", *argv])
+
+
+def test_cli_unusable_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_results(tmp_path / "good.json", standard_run())
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(good.read_text()[:500])
+    foreign = write_json(tmp_path / "foreign.json", {"name": "not a benchmark"})
+    nan = results_json(standard_run())
+    nan["benchmarks"][3]["extra_info"]["accuracy_val"] = float("nan")
+    nan_path = write_json(tmp_path / "nan.json", nan)
+    for bad, reason in [(empty, "empty"), (truncated, "truncated"), (foreign, "not a pytest-benchmark file"),
+                        (nan_path, "extra_info.accuracy_val")]:
+        assert _cli(str(good), str(bad)) == 2
+        err = capsys.readouterr().err
+        assert str(bad) in err and reason in err, err
+    assert _cli(str(empty), str(good)) == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def test_cli_nan_message_names_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write_results(tmp_path / "good.json", standard_run())
+    data = results_json(standard_run())
+    data["benchmarks"][2]["extra_info"]["samples_forward_s"][0] = float("nan")
+    bad = write_json(tmp_path / "bad.json", data)
+    assert _cli(str(good), str(bad)) == 2
+    err = capsys.readouterr().err
+    assert "test_step[dogbreed_dsc]" in err and "samples_forward_s[0]" in err
+
+
+def test_cli_exit_codes_end_to_end(tmp_path: Path) -> None:
+    base = write_results(tmp_path / "base.json", standard_run())
+    same = write_results(tmp_path / "same.json", standard_run(1))
+    head = standard_run(1)
+    find(head, "dogbreed_cnn").params_total += 1
+    worse = write_results(tmp_path / "worse.json", head)
+    gpu = write_results(tmp_path / "gpu.json", standard_run(1, device="cuda"), device="cuda")
+    assert _cli(str(base), str(same)) == 0
+    assert _cli(str(base), str(worse)) == 1
+    assert _cli(str(base), str(gpu)) == 3
+    assert _cli(str(base), str(gpu), "--allow-incomparable") == 0
+
+
+def test_a_crash_of_the_tool_exits_70_not_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.compare
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug in the comparator")
+
+    monkeypatch.setattr(bench.compare, "compare_runs", boom)
+    a = write_results(tmp_path / "a.json", standard_run())
+    assert _cli(str(a), str(a)) == 70
+
+
+# -- outputs ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def regressed(tmp_path: Path) -> tuple[Path, Path]:
+    head = standard_run(1)
+    scale_samples(find(head, "dogbreed_cnn"), 1.25)
+    find(head, "dogbreed_dsc").params_total += 10
+    return (write_results(tmp_path / "base.json", standard_run()), write_results(tmp_path / "head.json", head))
+
+
+def test_outputs_written(tmp_path: Path, regressed: tuple[Path, Path]) -> None:
+    md, js, page = tmp_path / "out" / "summary.md", tmp_path / "out" / "c.json", tmp_path / "out" / "c.html"
+    code = run(*regressed, CompareOptions(markdown=md, json=js, html=page), Console(file=io.StringIO()))
+    assert code == 1
+    text = md.read_text()
+    assert text.startswith("## archbench: ❌ REGRESSION (exit 1)")
+    assert "| test_step[dogbreed_cnn] | regressed |" in text and "---:" in text
+    data = json.loads(js.read_text())
+    assert data["exit_code"] == 1 and data["counts"]["regressed"] == 2
+    step = next(b for b in data["benchmarks"] if b["name"] == "test_step[dogbreed_cnn]")
+    fwd = next(m for m in step["metrics"] if m["key"] == "time_forward_s")
+    assert fwd["verdict"] == "regressed" and fwd["unit"] == "ms" and fwd["p_value"] < 0.01
+    html = page.read_text()
+    assert html.count("plotly.js v") == 1 and "test_step[dogbreed_cnn]" in html
+
+
+def test_terminal_table_units_and_alignment(regressed: tuple[Path, Path]) -> None:
+    c = compare_runs(load_results(regressed[0]), load_results(regressed[1]))
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    console.print(render_terminal(c))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "test_step[dogbreed_cnn]" in out  # brackets survive (no markup interpretation)
+    assert "base (ms)" in out and "head (ms)" in out and "base (M)" in out
+    assert "forward [time_forward_s]" in out
+    header = next(line for line in out.splitlines() if "base (ms)" in line)
+    row = next(line for line in out.splitlines()[out.splitlines().index(header):] if "test_step[dogbreed_cnn]" in line)
+    base_cell = row.split("│")[2]
+    assert base_cell.startswith("  ") and base_cell.endswith(" ") and not base_cell.endswith("  "), "right-aligned"
+
+
+def test_markdown_for_blocked_comparison(tmp_path: Path) -> None:
+    a = write_results(tmp_path / "a.json", standard_run())
+    b = write_results(tmp_path / "b.json", standard_run(1, device="cuda"), device="cuda")
+    c = compare_runs(load_results(a), load_results(b))
+    assert c.blocked and c.exit_code == 3 and c.benchmarks == ()
+    md = to_markdown(c)
+    assert "NOT COMPARABLE" in md and "--allow-incomparable" in md
+    assert to_json(c)["exit_code"] == 3
+
+
+def test_zero_baseline_end_to_end(tmp_path: Path) -> None:
+    base = standard_run()
+    head = standard_run(1)
+    find(base, "dogbreed_cnn").mem_optimizer_bytes = 0
+    find(head, "dogbreed_cnn").mem_optimizer_bytes = 64 << 20
+    code, out = _run(tmp_path, base, head)
+    assert code == 1 and "new nonzero" in out and "mem_optimizer_bytes" in out
