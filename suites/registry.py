@@ -83,6 +83,10 @@ class Reported:
     gflops: float | None = None
     mult_adds: int | None = None  # MobileNet's paper states mult-adds, not FLOPs
     note: str = ""
+    #: Every other number the report gives for the case (losses, train/validation accuracy, other
+    #: schedules, per-channel-subset accuracy), keyed by a short self-describing name such as
+    #: ``"test_loss/CIFAR-10"``; accuracies as fractions.
+    extra: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
