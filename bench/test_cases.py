@@ -69,3 +69,4 @@ def test_train(case, archbench, benchmark, request) -> None:
 
         benchmark.pedantic(epoch, rounds=profile.train_epochs, iterations=1)
         _fill(record, trainer.result())
+        record.set_samples("epoch", record.samples_epoch_s or [])

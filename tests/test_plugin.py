@@ -13,7 +13,7 @@ import pytest
 from bench.record import PHASES, Record
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["mobilenet_v1_025_128", "dogbreed_dsc"]
+SMALL = ["mobilenet_v1_025_224", "dogbreed_dsc"]
 STEP_KEYS = (
     "case", "suite", "profile", "device", "status", "batch_size", "input_size", "params_total",
     "params_trainable", "macs_forward", "time_forward_s", "time_backward_s", "time_optimizer_s",
@@ -86,16 +86,16 @@ def test_partial_file_written_as_it_goes(clean_run) -> None:
 
 
 def test_injected_failure_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
-    proc, data = run_bench(tmp_path, "--bench-fail=dogbreed_dsc", "--bench-fail=mobilenet_v1_025_128:oom",
+    proc, data = run_bench(tmp_path, "--bench-fail=dogbreed_dsc", "--bench-fail=mobilenet_v1_025_224:oom",
                            "--bench-kind=step", cases=[*SMALL, "mobilenet_v1_050_224"])
     assert proc.returncode == 1  # the failing cases fail the pytest run...
     benches = by_name(data)      # ...but every case is in the JSON
-    assert set(benches) == {"test_step[mobilenet_v1_025_128]", "test_step[dogbreed_dsc]",
+    assert set(benches) == {"test_step[mobilenet_v1_025_224]", "test_step[dogbreed_dsc]",
                             "test_step[mobilenet_v1_050_224]"}
     failed = benches["test_step[dogbreed_dsc]"]["extra_info"]
     assert failed["status"] == "error" and "injected failure" in failed["error"]
     assert failed["params_total"] == 74_663  # what was measured before the failure is kept
-    assert benches["test_step[mobilenet_v1_025_128]"]["extra_info"]["status"] == "oom"
+    assert benches["test_step[mobilenet_v1_025_224]"]["extra_info"]["status"] == "oom"
     assert benches["test_step[mobilenet_v1_050_224]"]["extra_info"]["status"] == "ok"
     assert "dogbreed_dsc (step): status error" in proc.stdout
 

@@ -1,0 +1,420 @@
+"""Fixed-budget training of one case under its report's regime (DESIGN §3, last row; §4 budget).
+
+The budget is the profile's: ``train_epochs`` epochs over the training split in batches of
+``train_batch_size``. The regime's stages share that budget by their ``fraction`` of the steps, so a report's
+"50/14/6 epochs" becomes 50/70, 14/70 and 6/70 of however many steps the profile allows.
+
+How the regime is honoured, and where a choice was made:
+
+- Trainable set: the parameters with ``requires_grad`` after the case's builder applied its freezing. Frozen
+  layers still run in train mode (BatchNorm statistics update), as a plain ``model.train()`` loop does.
+- Each stage gets a *fresh* optimiser: report 001's staged training calls a ``fit_one_cycle`` helper once per
+  stage and that helper builds its own optimiser, and report 000's two phases are separate runs too.
+- ``one_cycle`` is ``OneCycleLR`` over the stage's steps with ``max_lr = stage.lr`` and PyTorch's defaults
+  (which also cycle Adam's beta1 / SGD's momentum), as that helper does; ``constant`` keeps ``stage.lr``.
+- ``grad_clip`` clips each gradient *value* (``clip_grad_value_``): report 001's ``grad_clip = 0.1`` is the
+  argument of that ``fit_one_cycle`` helper, which calls ``nn.utils.clip_grad_value_``.
+- SGD uses momentum 0.9; Adam's ``weight_decay`` is its coupled L2 term, AdamW's the decoupled one.
+- Losses: ``cross_entropy`` on logits; ``nll`` on LogSoftmax outputs; ``tcel`` (report 003) is
+  ``TripletMarginLoss(margin)`` on the model outputs of anchor, positive and negative (three forward passes)
+  plus cross-entropy on the anchor. Positives and negatives are drawn per step by the seed: same class as the
+  anchor (another image when the class has one), any other class. ``loss_*`` in the results is always the
+  classification term, so that the triplet term does not make TCEL's losses incomparable with the rest.
+- Early stopping (report 000's patience 5) is not applied: at a budget of a few epochs it would never
+  trigger, and stopping early would make the budget differ between cases.
+- A non-finite loss stops the case at that step (no update is made from it): ``status`` becomes
+  ``diverged``, ``diverged_step`` is the 0-based global index of that step, and no accuracies are reported.
+
+Train loss and accuracy are the means over the epoch's batches, as the reports' training loops print them;
+val/test are evaluated in eval mode without gradients. ``seconds`` per epoch time the training steps only.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from bench.data import Splits, derive_seed, labels_of
+from bench.profiles import Profile
+from suites.registry import Case, Regime, Stage
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test", "test_deformed")
+
+
+class Determinism:
+    """Seeded RNG streams and deterministic algorithms, for the duration of a ``with`` block only.
+
+    Entering saves the caller's RNG states (torch CPU and the device's, ``random``, NumPy's), deterministic-
+    algorithm and cuDNN flags and thread count, and installs this scope's own; leaving saves this scope's RNG
+    states for the next entry and restores the caller's. A trainer can therefore enter it for every epoch and
+    get one uninterrupted seeded stream, and leave no global state behind.
+
+    ``torch.use_deterministic_algorithms(True)`` is set on CPU only: on CUDA it needs
+    ``CUBLAS_WORKSPACE_CONFIG`` set before cuBLAS initialises, which a scope cannot guarantee, and it raises on
+    ops without a deterministic kernel; there cuDNN is made deterministic (no autotuning) instead, which is
+    run-to-run stable for these models but not guaranteed bitwise.
+    """
+
+    def __init__(self, seed: int, device: torch.device | str = "cpu", threads: int | None = None) -> None:
+        self.seed = seed
+        self.device = torch.device(device)
+        self.threads = threads
+        self._own: dict[str, Any] | None = None
+        self._saved: dict[str, Any] | None = None
+
+    def _cuda_index(self) -> list[int]:
+        if self.device.type != "cuda":
+            return []
+        return [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+
+    def _capture(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"torch": torch.get_rng_state(), "random": random.getstate()}
+        state["cuda"] = [torch.cuda.get_rng_state(i) for i in self._cuda_index()]
+        try:
+            import numpy
+
+            state["numpy"] = numpy.random.get_state()
+        except ImportError:
+            state["numpy"] = None
+        return state
+
+    def _install(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["random"])
+        for i, s in zip(self._cuda_index(), state["cuda"]):
+            torch.cuda.set_rng_state(s, i)
+        if state["numpy"] is not None:
+            import numpy
+
+            numpy.random.set_state(state["numpy"])
+
+    def __enter__(self) -> None:
+        if self._saved is not None:
+            raise RuntimeError("Determinism scope is not re-entrant; leave it before entering again")
+        self._saved = {
+            "rng": self._capture(),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
+            "threads": torch.get_num_threads(),
+        }
+        if self._own is None:
+            # First entry: seed every stream. torch.manual_seed also seeds every CUDA device.
+            torch.manual_seed(self.seed)
+            random.seed(self.seed)
+            if self._saved["rng"]["numpy"] is not None:
+                import numpy
+
+                numpy.random.seed(self.seed % 2**32)
+        else:
+            self._install(self._own)
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc: object) -> None:
+        saved, self._saved = self._saved, None
+        assert saved is not None
+        self._own = self._capture()
+        self._install(saved["rng"])
+        torch.use_deterministic_algorithms(saved["deterministic"], warn_only=saved["warn_only"])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved["cudnn"]
+        torch.set_num_threads(saved["threads"])
+
+
+def stage_steps(stages: Sequence[Stage], total: int) -> list[int]:
+    """Steps per stage: each stage's ``fraction`` of ``total``, rounded by largest remainder so they sum to
+    ``total`` (a stage may get 0 steps at a tiny budget; it is then skipped)."""
+    exact = [s.fraction * total for s in stages]
+    steps = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(stages)), key=lambda i: (-(exact[i] - steps[i]), i))
+    for i in by_remainder[: total - sum(steps)]:
+        steps[i] += 1
+    return steps
+
+
+def make_optimizer(regime: Regime, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """The regime's optimiser at learning rate ``lr``."""
+    params = list(params)
+    if regime.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=regime.weight_decay)
+    if regime.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=regime.weight_decay)
+    if regime.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=regime.weight_decay)
+    raise ValueError(f"unknown optimizer {regime.optimizer!r}")
+
+
+class _WithIndex(Dataset):
+    """Yields ``(image, label, index)``; TCEL needs the anchor's index to pick a different positive."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        x, y = self.base[index]
+        return x, y, index
+
+
+class _TripletSampler:
+    """Draws, for anchors, a positive (same class, another image when there is one) and a negative (another
+    class) uniformly from the training split, from its own seeded generator."""
+
+    def __init__(self, labels: Tensor, seed: int) -> None:
+        if labels.unique().numel() < 2:
+            raise ValueError("tcel needs at least two classes in the training split")
+        self.labels = labels
+        self.order = torch.argsort(labels, stable=True)
+        self.counts = torch.bincount(labels)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+        self.rank = torch.empty_like(labels)
+        self.rank[self.order] = torch.arange(len(labels)) - self.starts[labels[self.order]]
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def draw(self, anchors: Tensor) -> tuple[Tensor, Tensor]:
+        """Dataset indices of a positive and a negative for each anchor index."""
+        y = self.labels[anchors]
+        count, start = self.counts[y], self.starts[y]
+        u_pos, u_neg = torch.rand(2, len(anchors), generator=self.generator)
+        # Positive: one of the class's other (count - 1) images; skip over the anchor's own rank.
+        k = (u_pos * (count - 1).clamp(min=1)).long()
+        k = torch.where(count > 1, k + (k >= self.rank[anchors]).long(), self.rank[anchors])
+        positive = self.order[start + k]
+        # Negative: one of the (n - count) images outside the class, which is one block in ``order``.
+        j = (u_neg * (len(self.labels) - count)).long()
+        negative = self.order[torch.where(j < start, j, j + count)]
+        return positive, negative
+
+
+def _stack(dataset: Dataset, indices: Tensor) -> Tensor:
+    return torch.stack([dataset[i][0] for i in indices.tolist()])
+
+
+class Trainer:
+    """Trains one case on ``splits`` within ``profile``'s budget, one epoch per :meth:`run_epoch`."""
+
+    def __init__(
+        self,
+        case: Case,
+        splits: Splits,
+        profile: Profile,
+        *,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        model: nn.Module | None = None,
+    ) -> None:
+        self.case = case
+        self.regime = case.regime
+        self.splits = splits
+        self.profile = profile
+        self.seed = seed
+        self.device = torch.device(device)
+        if (self.regime.loss == "nll") != case.log_probs:
+            raise ValueError(
+                f"case {case.name!r}: loss {self.regime.loss!r} does not fit log_probs={case.log_probs} "
+                "(NLL is for LogSoftmax outputs, cross-entropy and TCEL for logits)"
+            )
+        self._scope = Determinism(seed, self.device)
+        with self._scope:
+            built = model if model is not None else case.build(
+                num_classes=splits.num_classes, image_size=splits.image_size
+            )
+            self.model = built.to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError(f"case {case.name!r}: no trainable parameters")
+
+        train_size = len(splits.train)  # type: ignore[arg-type]
+        self.batch_size = max(1, min(profile.train_batch_size, train_size))
+        # drop_last: a last batch of one image breaks BatchNorm in train mode, and equal batches keep
+        # every step the same cost.
+        self.steps_per_epoch = train_size // self.batch_size
+        self.total_steps = profile.train_epochs * self.steps_per_epoch
+        self.stage_steps = stage_steps(self.regime.stages, self.total_steps)
+        self._triplets = None
+        if self.regime.loss == "tcel":
+            self._triplets = _TripletSampler(labels_of(splits.train), derive_seed(seed, "triplets"))
+        self._triplet_loss = nn.TripletMarginLoss(margin=self.regime.triplet_margin)
+        self._loader = DataLoader(
+            _WithIndex(splits.train),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=0,
+            generator=torch.Generator().manual_seed(derive_seed(seed, "loader")),
+        )
+
+        self.step = 0
+        self.curve: list[dict[str, float]] = []
+        self.epoch_seconds: list[float] = []
+        self.diverged_step: int | None = None
+        self._stage = -1
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._final: tuple[int, dict[str, tuple[float, float] | None]] | None = None
+
+    # ---------------------------------------------------------------------------------------- training
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.diverged_step is None else "diverged"
+
+    def _enter_stage_for(self, step: int) -> None:
+        """Build the optimiser and scheduler of the stage that ``step`` falls in, when it changes."""
+        boundary = 0
+        for index, steps in enumerate(self.stage_steps):
+            boundary += steps
+            if step < boundary:
+                break
+        if index == self._stage:
+            return
+        stage = self.regime.stages[index]
+        self._stage = index
+        self._optimizer = make_optimizer(self.regime, self.params, stage.lr)
+        self._scheduler = None
+        if stage.schedule == "one_cycle":
+            self._scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                self._optimizer, max_lr=stage.lr, total_steps=self.stage_steps[index]
+            )
+
+    def _classification_loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+        if self.regime.loss == "nll":
+            return F.nll_loss(output, target, reduction=reduction)
+        return F.cross_entropy(output, target, reduction=reduction)
+
+    def _train_step(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[float, int] | None:
+        """One optimiser step; (classification loss, correct count), or None when the loss is not finite."""
+        self._enter_stage_for(self.step)
+        assert self._optimizer is not None
+        output = self.model(x)
+        classification = self._classification_loss(output, y)
+        loss = classification
+        if self._triplets is not None:
+            positive, negative = self._triplets.draw(index)
+            out_pos = self.model(_stack(self.splits.train, positive).to(self.device))
+            out_neg = self.model(_stack(self.splits.train, negative).to(self.device))
+            loss = classification + self._triplet_loss(output, out_pos, out_neg)
+        if not torch.isfinite(loss):
+            return None
+        self._optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.regime.grad_clip is not None:
+            nn.utils.clip_grad_value_(self.params, self.regime.grad_clip)
+        self._optimizer.step()
+        if self._scheduler is not None:
+            self._scheduler.step()
+        self.step += 1
+        return float(classification.detach()), int((output.argmax(1) == y).sum())
+
+    def run_epoch(self) -> float:
+        """Train one epoch and append its curve entry; returns the seconds spent training.
+
+        After a divergence this trains nothing and returns the (tiny) time spent; an epoch interrupted by
+        the divergence adds no curve entry or epoch time, so those stay comparable between cases.
+        """
+        start = time.perf_counter()
+        if self.diverged_step is not None:
+            return time.perf_counter() - start
+        if self.step >= self.total_steps:
+            raise RuntimeError(f"the budget of {self.profile.train_epochs} epochs is spent")
+        loss_sum, correct, seen = 0.0, 0, 0
+        with self._scope:
+            self.model.train()
+            for x, y, index in self._loader:
+                x, y = x.to(self.device), y.to(self.device)
+                outcome = self._train_step(x, y, index)
+                if outcome is None:
+                    self.diverged_step = self.step
+                    return time.perf_counter() - start
+                loss_sum += outcome[0] * len(y)
+                correct += outcome[1]
+                seen += len(y)
+            seconds = time.perf_counter() - start
+            loss_val, accuracy_val = self._evaluate(self.splits.val)
+        self.epoch_seconds.append(seconds)
+        self.curve.append({
+            "epoch": len(self.curve) + 1,
+            "loss_train": loss_sum / seen,
+            "accuracy_train": correct / seen,
+            "loss_val": loss_val,
+            "accuracy_val": accuracy_val,
+            "seconds": seconds,
+        })
+        return seconds
+
+    def fit(self) -> dict[str, Any]:
+        """Run the rest of the budget (or until divergence) and return :meth:`result`."""
+        while self.diverged_step is None and self.step < self.total_steps:
+            self.run_epoch()
+        return self.result()
+
+    # -------------------------------------------------------------------------------------- evaluation
+
+    @torch.no_grad()
+    def _evaluate(self, dataset: Dataset) -> tuple[float, float]:
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for x, y in DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=0):
+            x, y = x.to(self.device), y.to(self.device)
+            output = self.model(x)
+            loss_sum += float(self._classification_loss(output, y, reduction="sum"))
+            correct += int((output.argmax(1) == y).sum())
+            seen += len(y)
+        self.model.train(was_training)
+        return loss_sum / seen, correct / seen
+
+    def evaluate(self, split: str | Dataset) -> tuple[float, float]:
+        """(mean classification loss, accuracy) on a split, by name or as a dataset; eval mode, no grad."""
+        if isinstance(split, str):
+            named = self.splits.named()
+            if split not in named:
+                raise KeyError(f"no split {split!r}; this dataset has {sorted(named)}")
+            split = named[split]
+        with self._scope:
+            return self._evaluate(split)
+
+    def result(self) -> dict[str, Any]:
+        """The train-kind fields of a :class:`bench.record.Record` (accuracies as fractions)."""
+        out: dict[str, Any] = {f"{kind}_{split}": None for split in SPLIT_NAMES for kind in ("accuracy", "loss")}
+        if self.diverged_step is None and self.curve:
+            last = self.curve[-1]
+            for kind in ("accuracy", "loss"):
+                out[f"{kind}_train"] = last[f"{kind}_train"]
+                out[f"{kind}_val"] = last[f"{kind}_val"]
+            for split, value in self._final_evaluation().items():
+                if value is not None:
+                    out[f"loss_{split}"], out[f"accuracy_{split}"] = value
+        out.update(
+            curve=[dict(entry) for entry in self.curve],
+            seed=self.seed,
+            train_steps=self.step,
+            epochs=len(self.curve),
+            dataset=self.splits.name,
+            num_classes=self.splits.num_classes,
+            diverged_step=self.diverged_step,
+            status=self.status,
+            samples_epoch_s=list(self.epoch_seconds),
+        )
+        return out
+
+    def _final_evaluation(self) -> dict[str, tuple[float, float] | None]:
+        # Evaluated once per model state: result() may be called more than once.
+        if self._final is None or self._final[0] != self.step:
+            named = self.splits.named()
+            self._final = (self.step, {s: self.evaluate(s) if s in named else None for s in ("test", "test_deformed")})
+        return self._final[1]
+

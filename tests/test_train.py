@@ -1,0 +1,260 @@
+"""bench.train: the fixed-budget trainer, on small models of its own and the embedded set."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from bench.data import Splits, embedded
+from bench.profiles import PROFILES, Profile
+from bench.record import Record
+from bench.train import Determinism, Trainer, _TripletSampler, stage_steps
+from suites.registry import Case, Regime, Reported, Stage
+
+PROFILE = dataclasses.replace(PROFILES["smoke"], train_image_size=16, train_samples=64, train_epochs=2,
+                              train_batch_size=16)
+
+ONE_CYCLE = Regime(
+    loss="nll", optimizer="adam", weight_decay=1e-4, grad_clip=0.1,
+    stages=(Stage(50 / 70, 0.01, "one_cycle"), Stage(14 / 70, 0.001, "one_cycle"), Stage(6 / 70, 1e-4, "one_cycle")),
+)
+CROSS_ENTROPY = Regime(loss="cross_entropy", optimizer="adam", stages=(Stage(1.0, 1e-3),))
+
+
+def small_cnn(num_classes: int, image_size: int = 16, log_probs: bool = True) -> nn.Module:
+    """A 4-layer CNN in the style of report 001's, small enough to train in a second."""
+    layers: list[nn.Module] = []
+    width_in = 3
+    for i, width in enumerate((16, 16, 32, 32)):
+        layers += [nn.Conv2d(width_in, width, 3, stride=2 if i % 2 == 0 else 1, padding=1),
+                   nn.BatchNorm2d(width), nn.ReLU()]
+        width_in = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width_in, num_classes)]
+    if log_probs:
+        layers.append(nn.LogSoftmax(1))
+    return nn.Sequential(*layers)
+
+
+def make_case(regime: Regime = ONE_CYCLE, builder: Callable[..., nn.Module] | None = None) -> Case:
+    log_probs = regime.loss == "nll"
+    if builder is None:
+        def builder(num_classes: int, image_size: int) -> nn.Module:
+            return small_cnn(num_classes, image_size, log_probs)
+    return Case("tiny", "dogbreed", builder, 224, 3, 7, regime, Reported(source="test"), log_probs=log_probs)
+
+
+@pytest.fixture(scope="module")
+def splits() -> Splits:
+    return embedded(16, samples=64, seed=0)
+
+
+def fit(case: Case, splits: Splits, profile: Profile = PROFILE, seed: int = 0, **kwargs: Any) -> dict[str, Any]:
+    return Trainer(case, splits, profile, seed=seed, **kwargs).fit()
+
+
+METRICS = [f"{kind}_{split}" for kind in ("accuracy", "loss") for split in ("train", "val", "test", "test_deformed")]
+
+
+def test_same_seed_gives_identical_results(splits: Splits) -> None:
+    a, b = fit(make_case(), splits), fit(make_case(), splits)
+    for key in METRICS:
+        assert a[key] == b[key], key  # exact, not approximate
+    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in a["curve"]]
+    assert strip == [{k: v for k, v in e.items() if k != "seconds"} for e in b["curve"]]
+    c = fit(make_case(), splits, seed=1)
+    assert any(a[key] != c[key] for key in METRICS)
+
+
+def test_result_fits_the_record(splits: Splits) -> None:
+    result = fit(make_case(), splits)
+    assert result["status"] == "ok" and result["diverged_step"] is None
+    assert result["train_steps"] == 2 * (64 // 16) and result["epochs"] == 2 and len(result["curve"]) == 2
+    assert result["dataset"] == "embedded" and result["num_classes"] == 8 and result["seed"] == 0
+    assert len(result["samples_epoch_s"]) == 2 and all(s > 0 for s in result["samples_epoch_s"])
+    assert all(0.0 <= result[k] <= 1.0 for k in METRICS if k.startswith("accuracy"))
+    assert set(result["curve"][0]) == {"epoch", "loss_train", "accuracy_train", "loss_val", "accuracy_val", "seconds"}
+    record = Record(case="tiny", suite="dogbreed", kind="train", profile="smoke", device="cpu", **result)
+    record.set_samples("epoch", result["samples_epoch_s"])
+    assert Record.from_extra_info(record.to_extra_info()) == record
+
+
+def test_training_leaves_no_global_state(splits: Splits) -> None:
+    torch.manual_seed(123)
+    random.seed(123)
+    rng, py_rng = torch.get_rng_state(), random.getstate()
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    fit(make_case(), splits)
+    assert torch.equal(torch.get_rng_state(), rng) and random.getstate() == py_rng
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+    assert torch.get_num_threads() == threads
+
+
+def test_determinism_scope_resumes_its_own_stream() -> None:
+    scope = Determinism(7)
+    outside = torch.get_rng_state()
+    with scope:
+        assert torch.are_deterministic_algorithms_enabled()
+        first = torch.rand(3)
+    torch.rand(5)  # the caller's stream moves on without disturbing the scope's
+    with scope:
+        second = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(torch.cat([first, second]), torch.rand(6))
+    assert not torch.equal(torch.get_rng_state(), outside)  # the manual_seed above, not the scope
+
+
+class NanAfter(nn.Module):
+    """Wraps a model; from the ``k``-th training forward on, outputs NaN."""
+
+    def __init__(self, inner: nn.Module, k: int) -> None:
+        super().__init__()
+        self.inner, self.k, self.calls = inner, k, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.k:
+                return out * float("nan")
+        return out
+
+
+def test_non_finite_loss_records_divergence(splits: Splits) -> None:
+    model = NanAfter(small_cnn(8), k=5)  # steps 0..4 train, step 5 is NaN: in the second epoch of 4 steps
+    trainer = Trainer(make_case(), splits, PROFILE, model=model)
+    before = [p.detach().clone() for p in model.parameters()]
+    first = trainer.run_epoch()
+    spent = trainer.run_epoch()
+    assert trainer.diverged_step == 5 and spent > 0 and first > 0
+    assert all(torch.isfinite(p).all() for p in model.parameters()), "no update from the NaN loss"
+    later = trainer.run_epoch()  # trains nothing, raises nothing
+    assert later >= 0 and model.calls == 6
+    result = trainer.result()
+    assert result["status"] == "diverged" and result["diverged_step"] == 5 and result["train_steps"] == 5
+    assert result["epochs"] == 1 and len(result["samples_epoch_s"]) == 1
+    assert all(result[k] is None for k in METRICS)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert fit(make_case(), splits, model=NanAfter(small_cnn(8), k=0))["diverged_step"] == 0
+
+
+def test_frozen_parameters_stay_and_trainable_ones_move(splits: Splits) -> None:
+    model = small_cnn(8)
+    frozen = list(model[0].parameters()) + list(model[1].parameters())  # first conv and its BatchNorm
+    for p in frozen:
+        p.requires_grad_(False)
+    frozen_before = [p.clone() for p in frozen]
+    trainable_before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    trainer = Trainer(make_case(), splits, PROFILE, model=model)
+    assert len(trainer.params) == len(trainable_before)
+    trainer.fit()
+    assert all(torch.equal(a, b) for a, b in zip(frozen_before, frozen))
+    trainable_after = [p for p in model.parameters() if p.requires_grad]
+    assert all(not torch.equal(a, b) for a, b in zip(trainable_before, trainable_after))
+
+
+@pytest.mark.parametrize("regime, used, unused", [(ONE_CYCLE, "nll_loss", "cross_entropy"),
+                                                  (CROSS_ENTROPY, "cross_entropy", "nll_loss")])
+def test_loss_follows_the_regime(splits: Splits, monkeypatch: pytest.MonkeyPatch, regime: Regime, used: str,
+                                 unused: str) -> None:
+    calls = {used: 0, unused: 0}
+    functional = torch.nn.functional
+    for name in calls:
+        original = getattr(functional, name)
+
+        def counting(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> torch.Tensor:
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(functional, name, counting)
+    trainer = Trainer(make_case(regime), splits, PROFILE)
+    trainer.run_epoch()
+    assert calls[used] >= trainer.steps_per_epoch and calls[unused] == 0
+    # and the reported loss is that loss: NLL of the LogSoftmax outputs / cross-entropy of the logits
+    x = torch.stack([splits.test[i][0] for i in range(len(splits.test))])
+    with torch.no_grad():
+        trainer.model.eval()
+        expected = getattr(functional, used)(trainer.model(x), splits.test.labels).item()
+    assert trainer.evaluate("test")[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_loss_must_fit_the_output() -> None:
+    case = dataclasses.replace(make_case(CROSS_ENTROPY), log_probs=True)
+    with pytest.raises(ValueError, match="log_probs"):
+        Trainer(case, embedded(16, samples=16), PROFILE)
+
+
+def test_tcel_runs_three_forwards_per_step(splits: Splits) -> None:
+    regime = Regime(loss="tcel", optimizer="adam", stages=(Stage(1.0, 1e-3),), triplet_margin=1.0)
+    trainer = Trainer(make_case(regime), splits, PROFILE)
+    forwards = {"train": 0}
+
+    def count(module: nn.Module, args: object) -> None:
+        if module.training:
+            forwards["train"] += 1
+
+    trainer.model.register_forward_pre_hook(count)
+    trainer.run_epoch()
+    assert forwards["train"] == 3 * trainer.steps_per_epoch == 3 * trainer.step
+
+
+def test_triplet_sampler_draws_valid_pairs() -> None:
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 3])  # class 3 has one image
+    sampler = _TripletSampler(labels, seed=0)
+    anchors = torch.arange(10).repeat(20)
+    positive, negative = sampler.draw(anchors)
+    assert torch.equal(labels[positive], labels[anchors]) and torch.equal(labels[negative] != labels[anchors],
+                                                                        torch.ones(200, dtype=torch.bool))
+    multi = labels[anchors] != 3
+    assert bool((positive[multi] != anchors[multi]).all()) and bool((positive[~multi] == 9).all())
+    again = _TripletSampler(labels, seed=0).draw(anchors)
+    assert torch.equal(again[0], positive) and torch.equal(again[1], negative)
+
+
+def test_stage_steps_share_the_budget() -> None:
+    assert stage_steps(ONE_CYCLE.stages, 36) == [26, 7, 3]
+    assert stage_steps(ONE_CYCLE.stages, 70) == [50, 14, 6]
+    assert stage_steps((Stage(0.5, 1.0), Stage(0.5, 1.0)), 5) == [3, 2]
+    for total in range(40):
+        assert sum(stage_steps(ONE_CYCLE.stages, total)) == total
+
+
+def test_each_stage_uses_its_learning_rate(splits: Splits) -> None:
+    regime = Regime(loss="cross_entropy", optimizer="sgd", stages=(Stage(0.5, 0.05), Stage(0.5, 0.002)))
+    trainer = Trainer(make_case(regime), splits, PROFILE)
+    trainer.run_epoch()
+    assert trainer._optimizer.param_groups[0]["lr"] == 0.05  # 4 of 8 steps: still stage 1
+    trainer.run_epoch()
+    assert trainer._optimizer.param_groups[0]["lr"] == 0.002
+    assert trainer._optimizer.param_groups[0]["momentum"] == 0.9
+
+
+def test_grad_clip_clips_values(splits: Splits) -> None:
+    """Report 001's grad_clip is by value: with SGD at lr 1, one step moves no weight by more than 0.1."""
+    def one_step(clip: float | None) -> float:
+        regime = Regime(loss="cross_entropy", optimizer="sgd", stages=(Stage(1.0, 1.0),), grad_clip=clip)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 8))
+        with torch.no_grad():
+            model[1].weight.mul_(100)  # large logits → large gradients
+        before = model[1].weight.detach().clone()
+        profile = dataclasses.replace(PROFILE, train_batch_size=64, train_epochs=1)
+        Trainer(make_case(regime), splits, profile, model=model).run_epoch()
+        return float((model[1].weight.detach() - before).abs().max())
+
+    assert one_step(0.1) <= 0.1 + 1e-6 < one_step(None)
+
+
+def test_small_cnn_learns_the_embedded_set() -> None:
+    data = embedded(32, samples=384, seed=0)
+    profile = dataclasses.replace(PROFILE, train_epochs=3, train_batch_size=32)
+    result = fit(make_case(), data, profile)
+    chance = 1 / data.num_classes
+    assert result["accuracy_test"] >= 2 * chance, result
+    assert result["curve"][-1]["loss_train"] < result["curve"][0]["loss_train"]
+    assert math.isfinite(result["loss_test_deformed"])
