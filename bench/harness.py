@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
 
 from bench.devices import Device
-from bench.objectives import Batch, compute_loss, make_optimizer
+from bench.objectives import Batch, compute_loss, make_optimizer, trainable_parameters
 from bench.record import PHASES
 from suites.registry import Case
 
@@ -37,6 +38,16 @@ def synthetic_batch(case: Case, batch_size: int, input_size: int, num_classes: i
     return Batch(images(), labels)
 
 
+def reference_kernel(device: torch.device) -> Callable[[], torch.Tensor]:
+    """A fixed workload (a 3×3 convolution, 64→64 channels on 32×32, 37.7 M MACs) timed between the
+    rounds of every case. Its time tracks how fast the machine is *at that moment*: on shared CPUs the
+    same step drifts by tens of percent between runs, and ``bench compare`` divides that drift out."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 64, 32, 32, generator=gen).to(device)
+    w = torch.randn(64, 64, 3, 3, generator=gen).to(device)
+    return lambda: torch.nn.functional.conv2d(x, w, padding=1)
+
+
 @dataclass
 class StepBenchmark:
     case: Case
@@ -44,20 +55,22 @@ class StepBenchmark:
     batch_size: int
     input_size: int
     seed: int = 0
-    samples: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
+    samples: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in (*PHASES, "reference")})
     memory: dict[str, int | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         torch.manual_seed(self.seed)
         self.model: nn.Module = self.case.build(image_size=self.input_size).to(self.device.torch_device)
-        self.optimizer = make_optimizer(self.case.regime, self.model)
+        regime = self.case.regime
+        self.optimizer = make_optimizer(regime, trainable_parameters(self.model), regime.stages[0].lr)
+        self._reference = reference_kernel(self.device.torch_device)
         self.batch = synthetic_batch(
             self.case, self.batch_size, self.input_size, self.case.num_classes, self.seed
         ).to(self.device.torch_device)
 
     # -- one round of each phase -------------------------------------------------------------------
     def _forward(self) -> torch.Tensor:
-        return compute_loss(self.case.regime, self.model, self.batch)[0]
+        return compute_loss(self.case.regime, self.model, self.batch).total
 
     def _step(self, record: bool) -> None:
         self.model.train()
@@ -71,6 +84,10 @@ class StepBenchmark:
             self.samples["forward"].append(t_fwd)
             self.samples["backward"].append(t_bwd)
             self.samples["optimizer"].append(t_opt)
+
+    def reference(self) -> None:
+        """Time the fixed reference kernel once (see :func:`reference_kernel`); called between rounds."""
+        self.samples["reference"].append(self.device.timed(self._reference)[0])
 
     def warmup(self, rounds: int) -> None:
         """Untimed rounds: first-call allocations, cuDNN autotuning, lazy optimiser state."""
@@ -120,6 +137,9 @@ class StepBenchmark:
             out[f"mem_{phase}_bytes"] = self.memory.get(phase)
         step = [f + b + o for f, b, o in zip(*(self.samples[p] for p in ("forward", "backward", "optimizer")))]
         out["throughput_train_ips"] = self.batch_size / statistics.median(step) if step else None
+        ref = self.samples["reference"]
+        out["samples_reference_s"] = list(ref)
+        out["time_reference_s"] = statistics.median(ref) if ref else None
         inf = self.samples["inference"]
         out["throughput_inference_ips"] = self.batch_size / statistics.median(inf) if inf else None
         return out

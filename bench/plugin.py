@@ -40,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "archbench_kind(kind): benchmark kind, step or train")
+    if _opt(config, "bench_case") or _opt(config, "bench_suite"):
+        selected_cases(config)  # a selection that matches nothing is a usage error before collection
 
 
 def _opt(config: pytest.Config, dest: str) -> Any:
@@ -116,6 +118,7 @@ class ArchbenchSession:
         import torchvision
 
         import bench
+        from bench.train import Determinism
 
         info = dict(self.device.info())
         cudnn = torch.backends.cudnn
@@ -127,7 +130,8 @@ class ArchbenchSession:
             torchvision=torchvision.__version__,
             cuda=torch.version.cuda,
             cudnn=cudnn.version() if cudnn.is_available() else None,
-            deterministic=torch.are_deterministic_algorithms_enabled(),
+            # what the accuracy benchmarks train under (timing runs never force determinism)
+            deterministic=Determinism.bitwise_deterministic(self.device.torch_device),
             cudnn_deterministic=bool(cudnn.deterministic),
             suite_version=bench.__version__,
             data=_opt(self.config, "bench_data"),
@@ -184,6 +188,8 @@ class ArchbenchSession:
                 yield record
         except KeyboardInterrupt:
             record.status, record.error = "interrupted", "KeyboardInterrupt"
+            # pytest-benchmark only flags Exceptions; its half-filled stats would crash its JSON writer.
+            benchmark.has_error = True
             self._store(request, record, benchmark)
             raise
         except Exception as exc:  # recorded with its status, then reported as a failure below

@@ -34,17 +34,17 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from bench.data import Splits, derive_seed, labels_of
+from bench.objectives import Batch, classification_loss, compute_loss, make_optimizer, trainable_parameters
 from bench.profiles import Profile
-from suites.registry import Case, Regime, Stage
+from suites.registry import Case, Stage
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test", "test_deformed")
 
@@ -62,6 +62,11 @@ class Determinism:
     ops without a deterministic kernel; there cuDNN is made deterministic (no autotuning) instead, which is
     run-to-run stable for these models but not guaranteed bitwise.
     """
+
+    @staticmethod
+    def bitwise_deterministic(device: torch.device) -> bool:
+        """Whether training on ``device`` runs with deterministic algorithms (see the class docstring)."""
+        return device.type == "cpu"
 
     def __init__(self, seed: int, device: torch.device | str = "cpu", threads: int | None = None) -> None:
         self.seed = seed
@@ -116,7 +121,7 @@ class Determinism:
                 numpy.random.seed(self.seed % 2**32)
         else:
             self._install(self._own)
-        if self.device.type == "cpu":
+        if self.bitwise_deterministic(self.device):
             torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         if self.threads is not None:
@@ -141,18 +146,6 @@ def stage_steps(stages: Sequence[Stage], total: int) -> list[int]:
     for i in by_remainder[: total - sum(steps)]:
         steps[i] += 1
     return steps
-
-
-def make_optimizer(regime: Regime, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """The regime's optimiser at learning rate ``lr``."""
-    params = list(params)
-    if regime.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=regime.weight_decay)
-    if regime.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=regime.weight_decay)
-    if regime.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=regime.weight_decay)
-    raise ValueError(f"unknown optimizer {regime.optimizer!r}")
 
 
 class _WithIndex(Dataset):
@@ -233,7 +226,7 @@ class Trainer:
                 num_classes=splits.num_classes, image_size=splits.image_size
             )
             self.model = built.to(self.device)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.params = trainable_parameters(self.model)
         if not self.params:
             raise ValueError(f"case {case.name!r}: no trainable parameters")
 
@@ -247,7 +240,6 @@ class Trainer:
         self._triplets = None
         if self.regime.loss == "tcel":
             self._triplets = _TripletSampler(labels_of(splits.train), derive_seed(seed, "triplets"))
-        self._triplet_loss = nn.TripletMarginLoss(margin=self.regime.triplet_margin)
         self._loader = DataLoader(
             _WithIndex(splits.train),
             batch_size=self.batch_size,
@@ -290,23 +282,17 @@ class Trainer:
                 self._optimizer, max_lr=stage.lr, total_steps=self.stage_steps[index]
             )
 
-    def _classification_loss(self, output: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-        if self.regime.loss == "nll":
-            return F.nll_loss(output, target, reduction=reduction)
-        return F.cross_entropy(output, target, reduction=reduction)
-
     def _train_step(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[float, int] | None:
         """One optimiser step; (classification loss, correct count), or None when the loss is not finite."""
         self._enter_stage_for(self.step)
         assert self._optimizer is not None
-        output = self.model(x)
-        classification = self._classification_loss(output, y)
-        loss = classification
+        batch = Batch(x, y)
         if self._triplets is not None:
             positive, negative = self._triplets.draw(index)
-            out_pos = self.model(_stack(self.splits.train, positive).to(self.device))
-            out_neg = self.model(_stack(self.splits.train, negative).to(self.device))
-            loss = classification + self._triplet_loss(output, out_pos, out_neg)
+            batch.positives = _stack(self.splits.train, positive).to(self.device)
+            batch.negatives = _stack(self.splits.train, negative).to(self.device)
+        terms = compute_loss(self.regime, self.model, batch)
+        loss, classification, output = terms.total, terms.classification, terms.outputs
         if not torch.isfinite(loss):
             return None
         self._optimizer.zero_grad(set_to_none=True)
@@ -371,7 +357,7 @@ class Trainer:
         for x, y in DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=0):
             x, y = x.to(self.device), y.to(self.device)
             output = self.model(x)
-            loss_sum += float(self._classification_loss(output, y, reduction="sum"))
+            loss_sum += float(classification_loss(self.regime, output, y, reduction="sum"))
             correct += int((output.argmax(1) == y).sum())
             seen += len(y)
         self.model.train(was_training)
