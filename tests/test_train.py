@@ -258,3 +258,20 @@ def test_small_cnn_learns_the_embedded_set() -> None:
     assert result["accuracy_test"] >= 2 * chance, result
     assert result["curve"][-1]["loss_train"] < result["curve"][0]["loss_train"]
     assert math.isfinite(result["loss_test_deformed"])
+
+
+def test_dogbreed_cnn_learns_within_the_smoke_budget() -> None:
+    """Issue 4's bar: the report-001 CNN reaches twice chance on the clean test split under `smoke`."""
+    from bench.data import load
+    from bench.profiles import get_profile
+    from suites.registry import get_case
+
+    profile = get_profile("smoke")
+    splits = load("embedded", root=None, image_size=profile.train_image_size, channels=3,
+                  samples=profile.train_samples, seed=0)
+    trainer = Trainer(get_case("dogbreed_cnn"), splits, profile, seed=0)
+    for _ in range(profile.train_epochs):
+        trainer.run_epoch()
+    result = trainer.result()
+    assert result["status"] == "ok"
+    assert result["accuracy_test"] >= 2 / splits.num_classes, result["accuracy_test"]
