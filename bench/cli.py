@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 EXIT_CRASH = 70
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception:  # the tool itself failed: say so, and never exit 1 (that means "regression")
+    except Exception:  # noqa: BLE001 - the tool itself failed: say so, and never exit 1 (that means "regression")
         traceback.print_exc()
         print(f"bench {args.command}: internal error (exit {EXIT_CRASH})", file=sys.stderr)
         return EXIT_CRASH

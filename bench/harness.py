@@ -12,8 +12,8 @@ samples are kept raw. pytest-benchmark calls ``train_step`` and times the whole 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn

@@ -7,8 +7,9 @@ metric on the command line (``--threshold time_forward_s=0.10``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal, Mapping
+from typing import Literal
 
 Direction = Literal["lower", "higher"]
 
@@ -60,7 +61,7 @@ class Metric:
     #: exactly instead of with the rule's tolerance (fixed-budget accuracy).
     reproducible: bool = False
 
-    def with_threshold(self, value: float) -> "Metric":
+    def with_threshold(self, value: float) -> Metric:
         """The same metric with its main threshold replaced (relative for times/memory, points for
         accuracy)."""
         rule = self.rule

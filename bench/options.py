@@ -7,8 +7,9 @@ definitions into pytest and argparse options with the same name, help, type and 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from bench.profiles import PROFILES
 

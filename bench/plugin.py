@@ -19,9 +19,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -83,7 +84,7 @@ class ArchbenchSession:
     _splits: dict[tuple, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: pytest.Config) -> "ArchbenchSession":
+    def from_config(cls, config: pytest.Config) -> ArchbenchSession:
         import torch
 
         from bench.devices import make_device
@@ -192,7 +193,7 @@ class ArchbenchSession:
             benchmark.has_error = True
             self._store(request, record, benchmark)
             raise
-        except Exception as exc:  # recorded with its status, then reported as a failure below
+        except Exception as exc:  # noqa: BLE001 - recorded with its status, then reported as a failure below
             record.status = "oom" if self.device.is_oom(exc) else "error"
             record.error = f"{type(exc).__name__}: {exc}"
         self._store(request, record, benchmark)

@@ -27,7 +27,7 @@ class Profile:
     def input_size(self, native: int) -> int:
         return native if self.max_input_size is None else min(native, self.max_input_size)
 
-    def override(self, **changes: int | None) -> "Profile":
+    def override(self, **changes: int | None) -> Profile:
         """The same profile with some fields replaced (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

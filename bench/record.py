@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 Kind = Literal["step", "train"]
 #: ``ok`` measured; ``oom`` ran out of memory; ``error`` raised; ``diverged`` non-finite training
@@ -96,7 +97,7 @@ class Record:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_extra_info(cls, data: Mapping[str, Any], where: str = "extra_info") -> "Record":
+    def from_extra_info(cls, data: Mapping[str, Any], where: str = "extra_info") -> Record:
         """Parse a record, naming ``where`` (file and benchmark) and the field in any error."""
         if not isinstance(data, Mapping):
             raise RecordError(f"{where}: extra_info is not an object")

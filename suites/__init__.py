@@ -3,6 +3,6 @@
 Nothing here times, prints or reads files; ``bench`` does the measuring.
 """
 
-from suites.registry import SUITE_MODULES, Case, Registry, Regime, Reported, Stage, get_case, registry
+from suites.registry import SUITE_MODULES, Case, Regime, Registry, Reported, Stage, get_case, registry
 
-__all__ = ["SUITE_MODULES", "Case", "Registry", "Regime", "Reported", "Stage", "get_case", "registry"]
+__all__ = ["SUITE_MODULES", "Case", "Regime", "Registry", "Reported", "Stage", "get_case", "registry"]

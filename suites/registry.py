@@ -13,8 +13,9 @@ from __future__ import annotations
 import fnmatch
 import functools
 import importlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Literal, Mapping
+from typing import Literal
 
 from torch import nn
 

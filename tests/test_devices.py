@@ -11,7 +11,7 @@ from bench.devices import CpuDevice, CudaDevice, make_device
 
 
 class FakeEvent:
-    def __init__(self, log: list[str], clock: "FakeCuda", enable_timing: bool = False) -> None:
+    def __init__(self, log: list[str], clock: FakeCuda, enable_timing: bool = False) -> None:
         assert enable_timing, "timing events must be created with enable_timing=True"
         self.log, self.clock, self.t = log, clock, None
 
@@ -22,7 +22,7 @@ class FakeEvent:
     def synchronize(self) -> None:
         self.log.append("event.synchronize")
 
-    def elapsed_time(self, end: "FakeEvent") -> float:
+    def elapsed_time(self, end: FakeEvent) -> float:
         assert "event.synchronize" in self.log, "elapsed_time read before the end event was synchronised"
         return end.t - self.t  # milliseconds, like CUDA
 
@@ -39,7 +39,7 @@ class FakeCuda:
         self.allocated = 1000
         self.peak = 1000
 
-    def Event(self, enable_timing: bool = False) -> FakeEvent:  # noqa: N802 - mirrors torch.cuda.Event
+    def Event(self, enable_timing: bool = False) -> FakeEvent:
         return FakeEvent(self.log, self, enable_timing)
 
     def synchronize(self, index: int = 0) -> None:
@@ -75,30 +75,30 @@ class FakeNvml:
     def __init__(self, fail_init: bool = False) -> None:
         self.fail_init, self.calls = fail_init, []
 
-    def nvmlInit(self) -> None:  # noqa: N802
+    def nvmlInit(self) -> None:
         self.calls.append("init")
         if self.fail_init:
             raise self.NVMLError("Driver Not Loaded")
 
-    def nvmlShutdown(self) -> None:  # noqa: N802
+    def nvmlShutdown(self) -> None:
         self.calls.append("shutdown")
 
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> str:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> str:
         return f"h{i}"
 
-    def nvmlSystemGetDriverVersion(self) -> bytes:  # noqa: N802
+    def nvmlSystemGetDriverVersion(self) -> bytes:
         return b"999.12"
 
-    def nvmlDeviceGetName(self, h: str) -> str:  # noqa: N802
+    def nvmlDeviceGetName(self, h: str) -> str:
         return "Fake GPU 80GB"
 
-    def nvmlDeviceGetMemoryInfo(self, h: str) -> SimpleNamespace:  # noqa: N802
+    def nvmlDeviceGetMemoryInfo(self, h: str) -> SimpleNamespace:
         return SimpleNamespace(total=85899345920, used=1234567, free=0)
 
-    def nvmlDeviceGetClockInfo(self, h: str, kind: int) -> int:  # noqa: N802
+    def nvmlDeviceGetClockInfo(self, h: str, kind: int) -> int:
         return {1: 1410, 2: 1593}[kind]
 
-    def nvmlDeviceGetMaxClockInfo(self, h: str, kind: int) -> int:  # noqa: N802
+    def nvmlDeviceGetMaxClockInfo(self, h: str, kind: int) -> int:
         return 1980
 
 

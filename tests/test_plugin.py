@@ -27,7 +27,7 @@ def run_bench(tmp_path: Path, *args: str, cases: list[str] = SMALL) -> tuple[sub
     cmd = [sys.executable, "-m", "pytest", "bench/", "-p", "no:cacheprovider", "-q", f"--benchmark-json={out}",
            "--bench-profile", "smoke", "--bench-rounds", "2", "--bench-epochs", "1", "--bench-threads", "1",
            *(f"--bench-case={c}" for c in cases), *args]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     data = json.loads(out.read_text()) if out.exists() else {}
     return proc, data
