@@ -117,7 +117,10 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     else:
-        Console().print(table(rows))
+        out = Console()
+        if not out.is_terminal:  # piped or redirected: do not squeeze ten columns into 80
+            out = Console(width=200)
+        out.print(table(rows))
     return 0
 
 
