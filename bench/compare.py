@@ -20,6 +20,7 @@ import argparse
 import html
 import json
 import math
+import statistics
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -131,6 +132,8 @@ class CompareOptions:
     html: Path | None = None
     json: Path | None = None
     cost: str = "macs"
+    #: Overrides :attr:`TimeRule.noise_z` for every time metric (0 ignores the noise between runs).
+    noise_z: float | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,9 @@ class Comparison:
     #: Accuracy compared exactly (same environment, deterministic, same seed per record).
     exact_accuracy: bool = False
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    #: Spread of the time medians between the runs; ``None`` when too few to estimate.
+    noise: TimeNoise | None = None
+    noise_z: float | None = None
 
     @property
     def blocked(self) -> bool:
@@ -204,8 +210,10 @@ def evaluate_metric(
     head: float | None,
     base_samples: Sequence[float] | None = None,
     head_samples: Sequence[float] | None = None,
+    noise_floor: float = 0.0,
 ) -> MetricDelta:
-    """Apply ``metric.rule`` to one base/head pair (values in SI units, as stored)."""
+    """Apply ``metric.rule`` to one base/head pair (values in SI units, as stored). ``noise_floor`` is
+    the relative move the noise between the two runs explains (times only; see :func:`time_noise`)."""
     if base is None and head is None:
         raise ValueError(f"{metric.key}: nothing to compare")
     if base is None:
@@ -231,6 +239,11 @@ def evaluate_metric(
         moved = abs(delta) > rule.abs_floor and (rel is None or abs(rel) > rule.rel)
         if not moved:
             return MetricDelta(metric, base, head, "unchanged", rel=rel, note="within threshold")
+        if rel is not None and abs(rel) <= noise_floor:
+            return MetricDelta(
+                metric, base, head, "inconclusive", rel=rel,
+                note=f"within the noise between these runs (±{noise_floor:.0%})",
+            )
         if not base_samples or not head_samples or len(base_samples) < 2 or len(head_samples) < 2:
             return MetricDelta(
                 metric, base, head, "inconclusive", rel=rel, note="moved past the threshold; no raw samples to test"
@@ -261,6 +274,46 @@ def _mann_whitney(base: Sequence[float], head: Sequence[float], *, greater: bool
     return p if math.isfinite(p) else 1.0
 
 
+#: Fewer time medians than this in both runs give no usable spread; the relative threshold alone decides.
+MIN_NOISE_MEDIANS = 12
+
+
+@dataclass(frozen=True)
+class TimeNoise:
+    """How much the time medians of two runs disagree overall: the robust spread (1.4826 × median
+    absolute deviation) and the median of log(head/base) over every time metric of every benchmark
+    measured in both. A few real regressions barely move either (the median tolerates up to half)."""
+
+    sigma: float
+    center: float
+    n: int
+
+    @property
+    def ratio(self) -> float:
+        """The median head/base time ratio: how much faster or slower head ran overall."""
+        return math.exp(self.center)
+
+
+def time_noise(base: Results, head: Results) -> TimeNoise | None:
+    """The noise between two runs' times, or ``None`` when fewer than :data:`MIN_NOISE_MEDIANS`
+    medians are comparable."""
+    logs: list[float] = []
+    for name, b in base.benchmarks.items():
+        h = head.benchmarks.get(name)
+        if h is None or not (b.ok and h.ok):
+            continue
+        for metric in METRICS.values():
+            if isinstance(metric.rule, TimeRule):
+                bv, hv = getattr(b.record, metric.key, None), getattr(h.record, metric.key, None)
+                if bv and hv and bv > 0 and hv > 0:
+                    logs.append(math.log(hv / bv))
+    if len(logs) < MIN_NOISE_MEDIANS:
+        return None
+    center = statistics.median(logs)
+    sigma = 1.4826 * statistics.median(abs(x - center) for x in logs)
+    return TimeNoise(sigma=sigma, center=center, n=len(logs))
+
+
 #: Record fields that must agree for two records to be compared at all.
 _IDENTITY_FIELDS = ("kind", "case")
 #: Fields that define what was measured; a difference makes the pair not comparable unless the user
@@ -278,8 +331,11 @@ def compare_benchmark(
     thresholds: Mapping[str, float] = {},
     exact_env: bool = False,
     allow_incomparable: bool = False,
+    noise: TimeNoise | None = None,
+    noise_z: float | None = None,
 ) -> BenchmarkComparison:
-    """The status of one benchmark from its two sides (either may be absent)."""
+    """The status of one benchmark from its two sides (either may be absent). ``noise`` widens the
+    time rules (``noise_z`` overrides the rules' own), except where ``thresholds`` names the metric."""
     if base is None and head is None:
         raise ValueError(f"{name}: absent from both runs")
     if base is None:
@@ -319,8 +375,21 @@ def compare_benchmark(
         applied = effective_metric(metric, thresholds, exact)
         bs = getattr(b, metric.samples_key) if metric.samples_key else None
         hs = getattr(h, metric.samples_key) if metric.samples_key else None
-        deltas.append(evaluate_metric(applied, bv, hv, bs, hs))
+        deltas.append(evaluate_metric(applied, bv, hv, bs, hs, noise_floor(applied, noise, thresholds, noise_z)))
     return BenchmarkComparison(name, _combine(deltas), base, head, tuple(deltas), tuple(notes))
+
+
+def noise_floor(
+    metric: Metric, noise: TimeNoise | None, thresholds: Mapping[str, float] = {}, noise_z: float | None = None
+) -> float:
+    """The relative move of ``metric`` that the noise between the runs explains; 0 for non-time
+    metrics, without a noise estimate, or when the user set the metric's threshold explicitly."""
+    rule = metric.rule
+    if noise is None or not isinstance(rule, TimeRule) or metric.key in thresholds:
+        return 0.0
+    if noise_z is not None:
+        rule = replace(rule, noise_z=noise_z)
+    return rule.noise_floor(noise.sigma)
 
 
 def _combine(deltas: Sequence[MetricDelta]) -> Status:
@@ -387,18 +456,21 @@ def compare_runs(base: Results, head: Results, options: CompareOptions = Compare
     blocked = Comparison(
         base, head, benchmarks=(), incomparable=tuple(blocking), allow_incomparable=options.allow_incomparable,
         env_notes=tuple(noted), exact_accuracy=exact_env, thresholds=dict(options.thresholds),
+        noise_z=options.noise_z,
     )
     if blocked.blocked:
         return blocked  # no verdicts across devices or profiles unless asked for
+    noise = time_noise(base, head)
     names = list(base.benchmarks) + [n for n in head.benchmarks if n not in base.benchmarks]
     results = tuple(
         compare_benchmark(
             name, base.benchmarks.get(name), head.benchmarks.get(name),
             thresholds=options.thresholds, exact_env=exact_env, allow_incomparable=options.allow_incomparable,
+            noise=noise, noise_z=options.noise_z,
         )
         for name in names
     )
-    return replace(blocked, benchmarks=results)
+    return replace(blocked, benchmarks=results, noise=noise)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -589,17 +661,19 @@ def change_tables(c: Comparison, *, show_all: bool = False) -> list[TableSpec[_C
             Column("verdict", lambda r: r.delta.verdict, style=lambda r: _VERDICT_STYLE[r.delta.verdict]),
             Column("note", lambda r: r.delta.note),
         ]
-        tables.append(TableSpec(f"{metric.label} [{metric.key}] — rule: {_rule_text(applied)}", columns, rows))
+        floor = noise_floor(applied, c.noise, c.thresholds, c.noise_z)
+        tables.append(TableSpec(f"{metric.label} [{metric.key}] — rule: {_rule_text(applied, floor)}", columns, rows))
     return tables
 
 
-def _rule_text(metric: Metric) -> str:
+def _rule_text(metric: Metric, floor: float = 0.0) -> str:
     rule = metric.rule
     if isinstance(rule, Exact):
         return "exact"
     if isinstance(rule, TimeRule):
+        noise = f", beyond the noise between the runs (±{floor:.0%})" if floor > rule.rel else ""
         return (
-            f"median ±{rule.rel:.0%} and ±{rule.abs_floor * metric.scale:g} {metric.unit}, "
+            f"median ±{rule.rel:.0%} and ±{rule.abs_floor * metric.scale:g} {metric.unit}{noise}, "
             f"Mann-Whitney p < {rule.alpha:g}"
         )
     if rule.rel == 0 and rule.abs == 0:
@@ -639,7 +713,33 @@ def warnings_of(c: Comparison) -> list[str]:
         out.append("same environment with deterministic algorithms: accuracy compared exactly where seeds match")
     if c.thresholds:
         out.append("thresholds overridden: " + ", ".join(f"{k}={v:g}" for k, v in c.thresholds.items()))
+    text = noise_text(c)
+    if text:
+        out.append(text)
     return out
+
+
+def noise_text(c: Comparison) -> str:
+    """A sentence on the noise between the runs when it, not the rule's ``rel``, sets the time
+    threshold (a noisy machine), or when head ran faster or slower across the board."""
+    if c.noise is None:
+        return ""
+    time_metrics = [m for m in METRICS.values() if isinstance(m.rule, TimeRule) and m.key not in c.thresholds]
+    if not time_metrics:
+        return ""
+    metric = time_metrics[0]
+    floor = noise_floor(metric, c.noise, c.thresholds, c.noise_z)
+    rel = metric.rule.rel if isinstance(metric.rule, TimeRule) else 0.0
+    parts = []
+    if floor > rel:
+        parts.append(
+            f"time noise between these runs is σ={c.noise.sigma:.0%} (log ratios, {c.noise.n} medians): "
+            f"time moves within ±{floor:.0%} are reported inconclusive, not regressed; "
+            "a quiet, fixed machine is needed to gate on smaller ones"
+        )
+    if abs(c.noise.ratio - 1) > rel:
+        parts.append(f"head's times are {c.noise.ratio:.2f}× base's at the median over all benchmarks")
+    return "; ".join(parts)
 
 
 def render_terminal(c: Comparison, *, show_all: bool = False) -> RenderableType:
@@ -699,6 +799,11 @@ def to_json(c: Comparison) -> dict[str, Any]:
         "environment_notes": list(c.env_notes),
         "exact_accuracy": c.exact_accuracy,
         "thresholds": dict(c.thresholds),
+        "time_noise": None if c.noise is None else {
+            "sigma": c.noise.sigma, "median_ratio": c.noise.ratio, "medians": c.noise.n,
+            "floor": {m.key: noise_floor(m, c.noise, c.thresholds, c.noise_z) for m in METRICS.values()
+                      if isinstance(m.rule, TimeRule)},
+        },
         "counts": {s.value: n for s, n in c.counts().items()},
         "benchmarks": [
             {
@@ -718,7 +823,7 @@ def to_json(c: Comparison) -> dict[str, Any]:
                         "new_nonzero": d.new_nonzero,
                         "p_value": d.p_value,
                         "verdict": d.verdict,
-                        "rule": _rule_text(d.metric),
+                        "rule": _rule_text(d.metric, noise_floor(d.metric, c.noise, c.thresholds, c.noise_z)),
                         "note": d.note,
                     }
                     for d in b.metrics
@@ -771,6 +876,11 @@ def add_parser(subparsers: Any) -> None:
         "--allow-incomparable", action="store_true",
         help="compare runs from different devices or profiles anyway (loudly flagged)",
     )
+    p.add_argument(
+        "--noise-z", type=float, metavar="Z",
+        help="time moves within exp(Z·σ)-1 of the noise σ between the runs are inconclusive "
+        "(default 4; 0 trusts every move beyond the relative threshold)",
+    )
     p.add_argument("--all", dest="show_all", action="store_true", help="list unchanged benchmarks and metrics too")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary (CI job summary, PR comment)")
     p.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report with charts")
@@ -789,7 +899,7 @@ def _cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         thresholds[key] = value
     options = CompareOptions(
         thresholds=thresholds, allow_incomparable=args.allow_incomparable, show_all=args.show_all,
-        markdown=args.markdown, html=args.html, json=args.json, cost=args.cost,
+        markdown=args.markdown, html=args.html, json=args.json, cost=args.cost, noise_z=args.noise_z,
     )
     return run(args.base, args.head, options)
 
@@ -847,12 +957,14 @@ __all__ = [
     "Comparison",
     "MetricDelta",
     "Status",
+    "TimeNoise",
     "compare_benchmark",
     "compare_runs",
     "evaluate_metric",
     "parse_threshold",
     "render_terminal",
     "run",
+    "time_noise",
     "to_html",
     "to_json",
     "to_markdown",

@@ -56,6 +56,9 @@ OPTIONS: dict[str, Option] = {
         Option("--bench-warmup", "override the profile's warm-up rounds", type=int, metavar="N"),
         Option("--bench-threads", "intra-op CPU threads (pinned and recorded); default: torch's", type=int,
                metavar="N"),
+        Option("--bench-malloc", "CPU only: 'steady' keeps glibc from unmapping and re-faulting tensor memory "
+               "between steps (as CUDA's caching allocator does); 'system' leaves malloc alone",
+               choices=("steady", "system"), default="steady"),
         Option("--bench-epochs", "override the profile's training epochs", type=int, metavar="N"),
         Option("--bench-seed", "seed for data, initialisation and batches", type=int, default=0, metavar="N"),
         Option("--bench-kind", "which benchmarks to run: step (time/memory), train (accuracy), or both",

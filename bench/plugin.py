@@ -90,7 +90,8 @@ class ArchbenchSession:
         from bench.devices import make_device
         from bench.profiles import default_profile_name, get_profile
 
-        device = make_device(_opt(config, "bench_device"), threads=_opt(config, "bench_threads"))
+        device = make_device(_opt(config, "bench_device"), threads=_opt(config, "bench_threads"),
+                             malloc=_opt(config, "bench_malloc"))
         name = _opt(config, "bench_profile") or default_profile_name(device.kind == "cuda")
         profile = get_profile(name).override(
             batch_size=_opt(config, "bench_batch_size"),

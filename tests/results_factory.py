@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 import statistics
 from collections.abc import Iterable, Sequence
@@ -44,6 +45,16 @@ def noisy(median: float, n: int, rng: random.Random, spread: float = 0.02) -> li
     return [median * (1.0 + rng.gauss(0.0, spread)) for _ in range(n)]
 
 
+def _drift(rng: random.Random, between: float) -> float:
+    return math.exp(rng.gauss(0.0, between)) if between else 1.0
+
+
+def many_cases(n: int) -> tuple[tuple[str, str, int, int, float, float], ...]:
+    """``n`` made-up cases in the shape of :data:`CASES` (a full run has 32), forward 5–80 ms."""
+    return tuple((f"case_{i:02d}", "dogbreed", 100_000 + i, 10**9 + i, 0.005 * (1 + i % 16), 0.5)
+                 for i in range(n))
+
+
 def step_record(
     case: str,
     suite: str = "dogbreed",
@@ -59,9 +70,13 @@ def step_record(
     mem_bytes: int = 64 << 20,
     batch_size: int = 2,
     input_size: int = 64,
+    between: float = 0.0,
 ) -> Record:
-    """A measured training-step record; backward ≈ 2× forward, optimizer ≈ 0.3×, inference ≈ 0.8×."""
+    """A measured training-step record; backward ≈ 2× forward, optimizer ≈ 0.3×, inference ≈ 0.8×.
+    ``between`` is the noise between runs: the whole case runs exp(N(0, between)) times slower, as on
+    a shared machine whose speed drifts from one minute to the next."""
     rng = random.Random(f"{case}/step/{noise_seed}")
+    forward_s *= _drift(rng, between)
     record = Record(
         case=case, suite=suite, kind="step", profile=profile, device=device,
         batch_size=batch_size, input_size=input_size, in_channels=3, num_classes=7,
@@ -89,9 +104,11 @@ def train_record(
     seed: int = 0,
     device: str = "cpu",
     profile: str = "smoke",
+    between: float = 0.0,
 ) -> Record:
     """A fixed-budget training record with a per-epoch curve ending at ``accuracy``."""
     rng = random.Random(f"{case}/train/{noise_seed}")
+    epoch_s *= _drift(rng, between)
     record = Record(
         case=case, suite=suite, kind="train", profile=profile, device=device,
         batch_size=32, input_size=32, in_channels=3, num_classes=7, params_total=params,

@@ -11,6 +11,7 @@ import pytest
 from results_factory import (
     failed_record,
     find,
+    many_cases,
     results_json,
     scale_samples,
     standard_run,
@@ -30,6 +31,7 @@ from bench.compare import (
     parse_threshold,
     render_terminal,
     run,
+    time_noise,
     to_json,
     to_markdown,
 )
@@ -218,6 +220,88 @@ def test_threshold_override_relaxes_the_time_rule(tmp_path: Path) -> None:
     code, out = _run(tmp_path, standard_run(), head, CompareOptions(thresholds={"time_forward_s": 0.5}))
     assert code == 0, out
     assert "thresholds overridden: time_forward_s=0.5" in out
+
+
+# -- noise between runs -----------------------------------------------------------------------------
+# A shared machine's speed drifts between runs by far more than a run's own rounds vary: on this
+# project's 2-vCPU VMs, log(head/base) of back-to-back smoke runs spread with σ ≈ 0.23. `between`
+# makes each case of each run exp(N(0, between)) slower, so two runs differ by about between·√2.
+NOISY, QUIET = 0.17, 0.01
+
+
+def _pair(between: float, n: int = 32) -> tuple[list, list]:
+    cases = many_cases(n)
+    return (standard_run(noise_seed=0, cases=cases, between=between),
+            standard_run(noise_seed=1, cases=cases, between=between))
+
+
+def test_noise_between_runs_is_estimated_from_the_pair(tmp_path: Path) -> None:
+    for between, low, high in ((NOISY, 0.15, 0.35), (QUIET, 0.0, 0.04)):
+        base, head = _pair(between)
+        a = write_results(tmp_path / "a.json", base)
+        b = write_results(tmp_path / "b.json", head)
+        noise = time_noise(load_results(a), load_results(b))
+        assert noise is not None and noise.n == 32 * 5  # forward, backward, optimizer, inference, epoch
+        assert low <= noise.sigma <= high, (between, noise)
+    few = write_results(tmp_path / "few.json", standard_run(cases=many_cases(2)))
+    assert time_noise(load_results(few), load_results(few)) is None  # 10 medians: too few to tell
+
+
+def test_noisy_machine_back_to_back_exits_0_and_says_why(tmp_path: Path) -> None:
+    base, head = _pair(NOISY)
+    code, out = _run(tmp_path, base, head)
+    assert code == 0, out
+    assert "time noise between these runs is σ=" in out and "inconclusive" in out
+    # the floor is what keeps it green: without it the same pair "regresses"
+    code, out = _run(tmp_path, base, head, CompareOptions(noise_z=0))
+    assert code == 1, out
+
+
+def test_move_within_the_noise_floor_is_inconclusive_not_unchanged() -> None:
+    m = METRICS["time_forward_s"]
+    base, head = [0.010, 0.0101, 0.0099, 0.0100, 0.0102], [0.013, 0.0131, 0.0129, 0.0130, 0.0132]
+    assert evaluate_metric(m, 0.010, 0.013, base, head).verdict == "regressed"
+    within = evaluate_metric(m, 0.010, 0.013, base, head, noise_floor=0.5)
+    assert within.verdict == "inconclusive" and "noise between these runs (±50%)" in within.note
+    beyond = evaluate_metric(m, 0.010, 0.016, base, [x * 16 / 13 for x in head], noise_floor=0.5)
+    assert beyond.verdict == "regressed"
+    # the floor only ever widens the rule: below rel a move is unchanged whatever the noise
+    assert evaluate_metric(m, 0.010, 0.0105, base, head, noise_floor=0.5).verdict == "unchanged"
+
+
+def test_noisy_machine_still_catches_a_large_slowdown(tmp_path: Path) -> None:
+    base, head = _pair(NOISY)
+    scale_samples(find(head, "case_03"), 4.0, ("forward", "backward", "optimizer", "inference"))
+    code, out = _run(tmp_path, base, head)
+    assert code == 1 and "test_step[case_03]" in out, out
+
+
+def test_quiet_machine_quarter_slower_exits_1_naming_case_and_metric(tmp_path: Path) -> None:
+    base, head = _pair(QUIET)
+    code, out = _run(tmp_path, base, head)
+    assert code == 0 and "time noise" not in out, out
+    scale_samples(find(head, "case_03"), 1.25, ("forward", "backward", "optimizer", "inference"))
+    code, out = _run(tmp_path, base, head)
+    assert code == 1 and "REGRESSION" in out and "test_step[case_03] (time_forward_s" in out, out
+
+
+def test_explicit_threshold_is_not_widened_by_the_noise(tmp_path: Path) -> None:
+    base, head = _pair(NOISY)
+    scale_samples(find(head, "case_03"), 1.6, ("forward",))
+    code, out = _run(tmp_path, base, head, CompareOptions(thresholds={"time_forward_s": 0.10}))
+    assert code == 1 and "test_step[case_03] (time_forward_s)" in out, out
+
+
+def test_noise_in_json_and_cli_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base, head = _pair(NOISY)
+    a = write_results(tmp_path / "a.json", base)
+    b = write_results(tmp_path / "b.json", head)
+    verdicts = tmp_path / "v.json"
+    assert cli.main(["compare", str(a), str(b), "--json", str(verdicts)]) == 0
+    noise = json.loads(verdicts.read_text())["time_noise"]
+    assert noise["medians"] == 160 and noise["floor"]["time_forward_s"] > 0.5
+    assert cli.main(["compare", str(a), str(b), "--noise-z", "0", "--json", str(verdicts)]) == 1
+    assert json.loads(verdicts.read_text())["time_noise"]["floor"]["time_forward_s"] == 0
 
 
 # -- benchmark statuses -----------------------------------------------------------------------------

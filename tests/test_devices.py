@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import platform
 from types import SimpleNamespace
 
 import pytest
@@ -234,3 +236,80 @@ def test_cpu_peak_with_frozen_module_called_three_times() -> None:
         z = y + net(x)
     assert peak.bytes == 3 * out_bytes
     del z
+
+
+# -- steady malloc -------------------------------------------------------------------------------------
+class _FakeMallopt:
+    def __init__(self, ok: int = 1) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.ok = ok
+
+    def __call__(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return self.ok
+
+
+def test_steady_malloc_sets_and_restores_glibc_parameters() -> None:
+    from bench.devices import steady_malloc
+
+    fake = _FakeMallopt()
+    with steady_malloc(fake) as applied:
+        assert applied
+        assert fake.calls[0] == (-4, 0)  # M_MMAP_MAX: no mmap'd blocks
+        assert fake.calls[1][0] == -1 and fake.calls[1][1] >= 1 << 40  # M_TRIM_THRESHOLD out of reach
+    assert fake.calls[2:] == [(-1, 128 * 1024), (-4, 65536)]  # glibc's documented defaults
+
+
+def test_cpu_device_records_what_the_allocator_did() -> None:
+    steady = CpuDevice(threads=1, mallopt=_FakeMallopt())
+    with steady.settings():
+        pass
+    assert steady.info()["malloc"] == "steady"
+    refused = CpuDevice(threads=1, mallopt=_FakeMallopt(ok=0))
+    with refused.settings():
+        pass
+    assert refused.info()["malloc"] == "system (mallopt refused)"
+    untouched = _FakeMallopt()
+    system = CpuDevice(threads=1, malloc="system", mallopt=untouched)
+    with system.settings():
+        pass
+    assert untouched.calls == [] and system.info()["malloc"] == "system"
+    with pytest.raises(ValueError, match="malloc mode 'jemalloc'"):
+        CpuDevice(malloc="jemalloc")  # type: ignore[arg-type]
+
+
+def test_malloc_option_choices_match_the_device() -> None:
+    from bench.devices import MALLOC_MODES
+    from bench.options import OPTIONS
+
+    assert tuple(OPTIONS["bench_malloc"].choices) == MALLOC_MODES
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mmapped_bytes() -> int:
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    return int(libc.mallinfo2().hblkhd)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="steady malloc is a glibc setting")
+def test_steady_malloc_keeps_large_tensors_off_mmap_for_real() -> None:
+    """A 64 MiB tensor (above glibc's largest mmap threshold) is mmap'd by default and comes from
+    the heap inside the block: the page faults per step that made CPU timings bimodal are gone."""
+    from bench.devices import steady_malloc
+
+    size = 64 << 20
+    before = _mmapped_bytes()
+    t = torch.empty(size, dtype=torch.uint8)
+    assert _mmapped_bytes() - before >= size  # the default: its own mapping
+    del t
+    with steady_malloc() as applied:
+        assert applied
+        before = _mmapped_bytes()
+        t = torch.empty(size, dtype=torch.uint8)
+        assert _mmapped_bytes() - before < size
+        del t
