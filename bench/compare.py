@@ -274,30 +274,42 @@ def _mann_whitney(base: Sequence[float], head: Sequence[float], *, greater: bool
     return p if math.isfinite(p) else 1.0
 
 
-#: Fewer time medians than this in both runs give no usable spread; the relative threshold alone decides.
+#: Fewer time medians than this give no usable spread: a metric with fewer uses the spread pooled over
+#: all time metrics, and with fewer pooled the relative threshold alone decides.
 MIN_NOISE_MEDIANS = 12
 
 
 @dataclass(frozen=True)
 class TimeNoise:
-    """How much the time medians of two runs disagree overall: the robust spread (1.4826 × median
-    absolute deviation) and the median of log(head/base) over every time metric of every benchmark
-    measured in both. A few real regressions barely move either (the median tolerates up to half)."""
+    """How much the time medians of two runs disagree: per time metric, the robust spread σ
+    (1.4826 × median absolute deviation) of log(head/base) over every benchmark measured in both,
+    and the median ratio over all of them. A few real regressions barely move either (the median
+    tolerates up to half). Per metric, because phases differ: a memory-bound optimizer step drifts
+    more than a compute-bound forward pass on a shared machine."""
 
-    sigma: float
+    sigma: Mapping[str, float]
+    medians: Mapping[str, int]
     center: float
-    n: int
 
     @property
     def ratio(self) -> float:
         """The median head/base time ratio: how much faster or slower head ran overall."""
         return math.exp(self.center)
 
+    @property
+    def n(self) -> int:
+        return sum(self.medians.values())
+
+
+def _robust_spread(values: Sequence[float]) -> tuple[float, float]:
+    center = statistics.median(values)
+    return center, 1.4826 * statistics.median(abs(x - center) for x in values)
+
 
 def time_noise(base: Results, head: Results) -> TimeNoise | None:
     """The noise between two runs' times, or ``None`` when fewer than :data:`MIN_NOISE_MEDIANS`
-    medians are comparable."""
-    logs: list[float] = []
+    medians are comparable in all."""
+    logs: dict[str, list[float]] = {}
     for name, b in base.benchmarks.items():
         h = head.benchmarks.get(name)
         if h is None or not (b.ok and h.ok):
@@ -306,12 +318,16 @@ def time_noise(base: Results, head: Results) -> TimeNoise | None:
             if isinstance(metric.rule, TimeRule):
                 bv, hv = getattr(b.record, metric.key, None), getattr(h.record, metric.key, None)
                 if bv and hv and bv > 0 and hv > 0:
-                    logs.append(math.log(hv / bv))
-    if len(logs) < MIN_NOISE_MEDIANS:
+                    logs.setdefault(metric.key, []).append(math.log(hv / bv))
+    pooled = [x for values in logs.values() for x in values]
+    if len(pooled) < MIN_NOISE_MEDIANS:
         return None
-    center = statistics.median(logs)
-    sigma = 1.4826 * statistics.median(abs(x - center) for x in logs)
-    return TimeNoise(sigma=sigma, center=center, n=len(logs))
+    center, pooled_sigma = _robust_spread(pooled)
+    sigma = {
+        key: _robust_spread(values)[1] if len(values) >= MIN_NOISE_MEDIANS else pooled_sigma
+        for key, values in logs.items()
+    }
+    return TimeNoise(sigma=sigma, medians={k: len(v) for k, v in logs.items()}, center=center)
 
 
 #: Record fields that must agree for two records to be compared at all.
@@ -389,7 +405,8 @@ def noise_floor(
         return 0.0
     if noise_z is not None:
         rule = replace(rule, noise_z=noise_z)
-    return rule.noise_floor(noise.sigma)
+    sigma = noise.sigma.get(metric.key)
+    return 0.0 if sigma is None else rule.noise_floor(sigma)
 
 
 def _combine(deltas: Sequence[MetricDelta]) -> Status:
@@ -720,24 +737,24 @@ def warnings_of(c: Comparison) -> list[str]:
 
 
 def noise_text(c: Comparison) -> str:
-    """A sentence on the noise between the runs when it, not the rule's ``rel``, sets the time
-    threshold (a noisy machine), or when head ran faster or slower across the board."""
+    """A sentence on the noise between the runs where it, not the rules' ``rel``, sets the time
+    thresholds (a noisy machine), and when head ran faster or slower across the board."""
     if c.noise is None:
         return ""
-    time_metrics = [m for m in METRICS.values() if isinstance(m.rule, TimeRule) and m.key not in c.thresholds]
-    if not time_metrics:
-        return ""
-    metric = time_metrics[0]
-    floor = noise_floor(metric, c.noise, c.thresholds, c.noise_z)
-    rel = metric.rule.rel if isinstance(metric.rule, TimeRule) else 0.0
+    widened = []
+    for metric in METRICS.values():
+        rule = metric.rule
+        floor = noise_floor(metric, c.noise, c.thresholds, c.noise_z)
+        if isinstance(rule, TimeRule) and floor > rule.rel:
+            widened.append(f"{metric.label} ±{floor:.0%} (σ={c.noise.sigma[metric.key]:.2f})")
     parts = []
-    if floor > rel:
+    if widened:
         parts.append(
-            f"time noise between these runs is σ={c.noise.sigma:.0%} (log ratios, {c.noise.n} medians): "
-            f"time moves within ±{floor:.0%} are reported inconclusive, not regressed; "
+            "time noise between these runs: moves within " + ", ".join(widened)
+            + f" are reported inconclusive, not regressed (σ of log ratios over {c.noise.n} medians); "
             "a quiet, fixed machine is needed to gate on smaller ones"
         )
-    if abs(c.noise.ratio - 1) > rel:
+    if abs(c.noise.ratio - 1) > TimeRule().rel:
         parts.append(f"head's times are {c.noise.ratio:.2f}× base's at the median over all benchmarks")
     return "; ".join(parts)
 
@@ -800,7 +817,7 @@ def to_json(c: Comparison) -> dict[str, Any]:
         "exact_accuracy": c.exact_accuracy,
         "thresholds": dict(c.thresholds),
         "time_noise": None if c.noise is None else {
-            "sigma": c.noise.sigma, "median_ratio": c.noise.ratio, "medians": c.noise.n,
+            "sigma": dict(c.noise.sigma), "median_ratio": c.noise.ratio, "medians": dict(c.noise.medians),
             "floor": {m.key: noise_floor(m, c.noise, c.thresholds, c.noise_z) for m in METRICS.values()
                       if isinstance(m.rule, TimeRule)},
         },
@@ -879,7 +896,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--noise-z", type=float, metavar="Z",
         help="time moves within exp(Z·σ)-1 of the noise σ between the runs are inconclusive "
-        "(default 4; 0 trusts every move beyond the relative threshold)",
+        "(default 5; 0 trusts every move beyond the relative threshold)",
     )
     p.add_argument("--all", dest="show_all", action="store_true", help="list unchanged benchmarks and metrics too")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary (CI job summary, PR comment)")
