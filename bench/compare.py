@@ -896,7 +896,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--noise-z", type=float, metavar="Z",
         help="time moves within exp(Z·σ)-1 of the noise σ between the runs are inconclusive "
-        "(default 5; 0 trusts every move beyond the relative threshold)",
+        "(default 7; 0 trusts every move beyond the relative threshold)",
     )
     p.add_argument("--all", dest="show_all", action="store_true", help="list unchanged benchmarks and metrics too")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary (CI job summary, PR comment)")

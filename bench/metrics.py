@@ -33,16 +33,17 @@ class TimeRule:
     taken minutes apart need not. ``bench compare`` estimates it from the pair itself, per time metric,
     as the robust spread σ of log(head/base) over every benchmark both runs measured, and treats a move
     within exp(``noise_z``·σ) − 1 as inconclusive. On a quiet machine σ is a few percent and ``rel``
-    decides. Measured on the 2-vCPU VMs this project is developed on (four undisturbed smoke runs of
-    one commit, six pairs): σ 0.09–0.30, the largest slowdown of any of the 160 medians 3.1–4.5σ
-    (Adam steps of the ResNet-50 cases, memory-bound, drift most); a fifth run, with another
-    process competing for the cores, reached 7–10σ against each. Hence 5.
+    decides. Measured on the 2-vCPU VMs this project is developed on (five undisturbed smoke runs of
+    one commit, 20 ordered pairs): σ 0.09–0.30 per phase, and the largest slowdown of any of a pair's
+    160 medians 2.4–6.0σ (median 3.9σ; Adam steps and inference of the ResNet-50 cases drift most).
+    At 5, one pair in 20 would have gated on noise. A sixth run, with another process competing for
+    the cores, reached 7–10σ. Hence 7: on a quiet machine with σ = 0.02 the floor is 15 %.
     """
 
     rel: float = 0.10
     abs_floor: float = 1e-4
     alpha: float = 0.01
-    noise_z: float = 5.0
+    noise_z: float = 7.0
     kind: Literal["time"] = "time"
 
     def noise_floor(self, sigma: float) -> float:
