@@ -151,7 +151,8 @@ class Comparison:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     #: Spread of the time medians between the runs; ``None`` when too few to estimate.
     noise: TimeNoise | None = None
-    noise_z: float | None = None
+    #: Per time metric, the relative move the noise explains (:func:`noise_floor`), as applied.
+    floors: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def blocked(self) -> bool:
@@ -347,11 +348,10 @@ def compare_benchmark(
     thresholds: Mapping[str, float] = {},
     exact_env: bool = False,
     allow_incomparable: bool = False,
-    noise: TimeNoise | None = None,
-    noise_z: float | None = None,
+    floors: Mapping[str, float] = {},
 ) -> BenchmarkComparison:
-    """The status of one benchmark from its two sides (either may be absent). ``noise`` widens the
-    time rules (``noise_z`` overrides the rules' own), except where ``thresholds`` names the metric."""
+    """The status of one benchmark from its two sides (either may be absent). ``floors`` widens the
+    time rules by the noise between the runs (metric key → relative move, see :func:`noise_floor`)."""
     if base is None and head is None:
         raise ValueError(f"{name}: absent from both runs")
     if base is None:
@@ -391,7 +391,7 @@ def compare_benchmark(
         applied = effective_metric(metric, thresholds, exact)
         bs = getattr(b, metric.samples_key) if metric.samples_key else None
         hs = getattr(h, metric.samples_key) if metric.samples_key else None
-        deltas.append(evaluate_metric(applied, bv, hv, bs, hs, noise_floor(applied, noise, thresholds, noise_z)))
+        deltas.append(evaluate_metric(applied, bv, hv, bs, hs, floors.get(metric.key, 0.0)))
     return BenchmarkComparison(name, _combine(deltas), base, head, tuple(deltas), tuple(notes))
 
 
@@ -473,21 +473,24 @@ def compare_runs(base: Results, head: Results, options: CompareOptions = Compare
     blocked = Comparison(
         base, head, benchmarks=(), incomparable=tuple(blocking), allow_incomparable=options.allow_incomparable,
         env_notes=tuple(noted), exact_accuracy=exact_env, thresholds=dict(options.thresholds),
-        noise_z=options.noise_z,
     )
     if blocked.blocked:
         return blocked  # no verdicts across devices or profiles unless asked for
     noise = time_noise(base, head)
+    floors = {
+        m.key: noise_floor(m, noise, options.thresholds, options.noise_z)
+        for m in METRICS.values() if isinstance(m.rule, TimeRule)
+    }
     names = list(base.benchmarks) + [n for n in head.benchmarks if n not in base.benchmarks]
     results = tuple(
         compare_benchmark(
             name, base.benchmarks.get(name), head.benchmarks.get(name),
             thresholds=options.thresholds, exact_env=exact_env, allow_incomparable=options.allow_incomparable,
-            noise=noise, noise_z=options.noise_z,
+            floors=floors,
         )
         for name in names
     )
-    return replace(blocked, benchmarks=results, noise=noise)
+    return replace(blocked, benchmarks=results, noise=noise, floors=floors)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -678,8 +681,8 @@ def change_tables(c: Comparison, *, show_all: bool = False) -> list[TableSpec[_C
             Column("verdict", lambda r: r.delta.verdict, style=lambda r: _VERDICT_STYLE[r.delta.verdict]),
             Column("note", lambda r: r.delta.note),
         ]
-        floor = noise_floor(applied, c.noise, c.thresholds, c.noise_z)
-        tables.append(TableSpec(f"{metric.label} [{metric.key}] — rule: {_rule_text(applied, floor)}", columns, rows))
+        rule = _rule_text(applied, c.floors.get(metric.key, 0.0))
+        tables.append(TableSpec(f"{metric.label} [{metric.key}] — rule: {rule}", columns, rows))
     return tables
 
 
@@ -741,12 +744,11 @@ def noise_text(c: Comparison) -> str:
     thresholds (a noisy machine), and when head ran faster or slower across the board."""
     if c.noise is None:
         return ""
-    widened = []
-    for metric in METRICS.values():
-        rule = metric.rule
-        floor = noise_floor(metric, c.noise, c.thresholds, c.noise_z)
-        if isinstance(rule, TimeRule) and floor > rule.rel:
-            widened.append(f"{metric.label} ±{floor:.0%} (σ={c.noise.sigma[metric.key]:.2f})")
+    widened = [
+        f"{METRICS[key].label} ±{floor:.0%} (σ={c.noise.sigma[key]:.2f})"
+        for key, floor in c.floors.items()
+        if floor > getattr(METRICS[key].rule, "rel", 0.0)
+    ]
     parts = []
     if widened:
         parts.append(
@@ -818,8 +820,7 @@ def to_json(c: Comparison) -> dict[str, Any]:
         "thresholds": dict(c.thresholds),
         "time_noise": None if c.noise is None else {
             "sigma": dict(c.noise.sigma), "median_ratio": c.noise.ratio, "medians": dict(c.noise.medians),
-            "floor": {m.key: noise_floor(m, c.noise, c.thresholds, c.noise_z) for m in METRICS.values()
-                      if isinstance(m.rule, TimeRule)},
+            "floor": dict(c.floors),
         },
         "counts": {s.value: n for s, n in c.counts().items()},
         "benchmarks": [
@@ -840,7 +841,7 @@ def to_json(c: Comparison) -> dict[str, Any]:
                         "new_nonzero": d.new_nonzero,
                         "p_value": d.p_value,
                         "verdict": d.verdict,
-                        "rule": _rule_text(d.metric, noise_floor(d.metric, c.noise, c.thresholds, c.noise_z)),
+                        "rule": _rule_text(d.metric, c.floors.get(d.key, 0.0)),
                         "note": d.note,
                     }
                     for d in b.metrics
