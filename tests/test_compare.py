@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -247,6 +249,15 @@ def test_noise_between_runs_is_estimated_from_the_pair(tmp_path: Path) -> None:
         assert all(low <= s <= high for s in noise.sigma.values()), (between, noise)
     few = write_results(tmp_path / "few.json", standard_run(cases=many_cases(2)))
     assert time_noise(load_results(few), load_results(few)) is None  # 10 medians: too few to tell
+    # per metric: an optimizer step that drifts more than the rest gets its own, wider spread
+    base, head = _pair(QUIET)
+    rng = random.Random(0)
+    for record in head:
+        if record.kind == "step":
+            scale_samples(record, math.exp(rng.gauss(0.0, 0.3)), ("optimizer",))
+    noise = time_noise(load_results(write_results(tmp_path / "oa.json", base)),
+                       load_results(write_results(tmp_path / "ob.json", head)))
+    assert noise is not None and noise.sigma["time_optimizer_s"] > 5 * noise.sigma["time_forward_s"]
     # 3 cases: 3 medians per metric, 15 in all: every metric gets the pooled spread
     three = standard_run(cases=many_cases(3), noise_seed=0, between=NOISY)
     noise = time_noise(load_results(write_results(tmp_path / "3a.json", three)),
