@@ -12,7 +12,6 @@ samples are kept raw. pytest-benchmark calls ``train_step`` and times the whole 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -38,16 +37,6 @@ def synthetic_batch(case: Case, batch_size: int, input_size: int, num_classes: i
     return Batch(images(), labels)
 
 
-def reference_kernel(device: torch.device) -> Callable[[], torch.Tensor]:
-    """A fixed workload (a 3×3 convolution, 64→64 channels on 32×32, 37.7 M MACs) timed between the
-    rounds of every case. Its time tracks how fast the machine is *at that moment*: on shared CPUs the
-    same step drifts by tens of percent between runs, and ``bench compare`` divides that drift out."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 64, 32, 32, generator=gen).to(device)
-    w = torch.randn(64, 64, 3, 3, generator=gen).to(device)
-    return lambda: torch.nn.functional.conv2d(x, w, padding=1)
-
-
 @dataclass
 class StepBenchmark:
     case: Case
@@ -55,7 +44,7 @@ class StepBenchmark:
     batch_size: int
     input_size: int
     seed: int = 0
-    samples: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in (*PHASES, "reference")})
+    samples: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
     memory: dict[str, int | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -63,7 +52,6 @@ class StepBenchmark:
         self.model: nn.Module = self.case.build(image_size=self.input_size).to(self.device.torch_device)
         regime = self.case.regime
         self.optimizer = make_optimizer(regime, trainable_parameters(self.model), regime.stages[0].lr)
-        self._reference = reference_kernel(self.device.torch_device)
         self.batch = synthetic_batch(
             self.case, self.batch_size, self.input_size, self.case.num_classes, self.seed
         ).to(self.device.torch_device)
@@ -85,10 +73,6 @@ class StepBenchmark:
             self.samples["backward"].append(t_bwd)
             self.samples["optimizer"].append(t_opt)
 
-    def reference(self) -> None:
-        """Time the fixed reference kernel once (see :func:`reference_kernel`); called between rounds."""
-        self.samples["reference"].append(self.device.timed(self._reference)[0])
-
     def warmup(self, rounds: int) -> None:
         """Untimed rounds: first-call allocations, cuDNN autotuning, lazy optimiser state."""
         for _ in range(rounds):
@@ -99,14 +83,20 @@ class StepBenchmark:
         """One timed training step; the target of pytest-benchmark."""
         self._step(record=True)
 
-    def run_inference(self, rounds: int, warmup_rounds: int) -> None:
+    def inference_round(self, record: bool = True) -> None:
+        """One timed eval-mode forward pass without autograd (``bench ab`` interleaves these)."""
         self.model.eval()
-        with torch.no_grad():
-            for i in range(warmup_rounds + rounds):
+        try:
+            with torch.no_grad():
                 seconds, _ = self.device.timed(lambda: self.model(self.batch.images))
-                if i >= warmup_rounds:
-                    self.samples["inference"].append(seconds)
-        self.model.train()
+        finally:
+            self.model.train()
+        if record:
+            self.samples["inference"].append(seconds)
+
+    def run_inference(self, rounds: int, warmup_rounds: int) -> None:
+        for i in range(warmup_rounds + rounds):
+            self.inference_round(record=i >= warmup_rounds)
 
     def measure_memory(self) -> None:
         """Peak tensor memory above the phase's starting level, one probed round per phase."""
@@ -137,9 +127,6 @@ class StepBenchmark:
             out[f"mem_{phase}_bytes"] = self.memory.get(phase)
         step = [f + b + o for f, b, o in zip(*(self.samples[p] for p in ("forward", "backward", "optimizer")))]
         out["throughput_train_ips"] = self.batch_size / statistics.median(step) if step else None
-        ref = self.samples["reference"]
-        out["samples_reference_s"] = list(ref)
-        out["time_reference_s"] = statistics.median(ref) if ref else None
         inf = self.samples["inference"]
         out["throughput_inference_ips"] = self.batch_size / statistics.median(inf) if inf else None
         return out

@@ -56,9 +56,6 @@ class Record:
     samples_backward_s: list[float] | None = None
     samples_optimizer_s: list[float] | None = None
     samples_inference_s: list[float] | None = None
-    #: A fixed reference kernel timed between rounds: the machine's speed while this case ran.
-    time_reference_s: float | None = None
-    samples_reference_s: list[float] | None = None
     mem_forward_bytes: int | None = None
     mem_backward_bytes: int | None = None
     mem_optimizer_bytes: int | None = None
@@ -115,7 +112,7 @@ class Record:
             value = getattr(record, f.name)
             if isinstance(value, float) and not math.isfinite(value) and f.name.startswith(("time_", "mem_")):
                 raise RecordError(f"{where}: field {f.name!r} is {value}")
-        for name in (*PHASES, "epoch", "reference"):
+        for name in (*PHASES, "epoch"):
             samples = getattr(record, f"samples_{name}_s")
             median = getattr(record, f"time_{name}_s")
             if samples and median is not None and not math.isclose(

@@ -42,8 +42,7 @@ def test_step(case, archbench, benchmark, request) -> None:
             run.train_step()
 
         # Fields are filled after each stage, so a later failure never loses what was measured.
-        # setup runs untimed before each round: the reference kernel samples the machine's speed
-        benchmark.pedantic(step, setup=run.reference, rounds=profile.rounds, iterations=1)
+        benchmark.pedantic(step, rounds=profile.rounds, iterations=1)
         _fill(record, run.record_fields())
         run.run_inference(profile.rounds, profile.warmup_rounds)
         _fill(record, run.record_fields())
