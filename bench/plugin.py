@@ -116,29 +116,9 @@ class ArchbenchSession:
 
     # -- provenance ------------------------------------------------------------------------------------
     def machine_info(self) -> dict[str, Any]:
-        import torch
-        import torchvision
+        from bench.provenance import archbench_info
 
-        import bench
-        from bench.train import Determinism
-
-        info = dict(self.device.info())
-        cudnn = torch.backends.cudnn
-        info.update(
-            profile=self.profile.name,
-            profile_settings={k: v for k, v in vars(self.profile).items() if k != "name"},
-            seed=self.seed,
-            torch=torch.__version__,
-            torchvision=torchvision.__version__,
-            cuda=torch.version.cuda,
-            cudnn=cudnn.version() if cudnn.is_available() else None,
-            # what the accuracy benchmarks train under (timing runs never force determinism)
-            deterministic=Determinism.bitwise_deterministic(self.device.torch_device),
-            cudnn_deterministic=bool(cudnn.deterministic),
-            suite_version=bench.__version__,
-            data=_opt(self.config, "bench_data"),
-        )
-        return info
+        return archbench_info(self.device, self.profile, self.seed, _opt(self.config, "bench_data"))
 
     # -- cached per-case work --------------------------------------------------------------------------
     def static_cost(self, case: Case) -> Any:

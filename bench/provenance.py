@@ -1,0 +1,40 @@
+"""What a results file says about the run that made it: ``machine_info.archbench``.
+
+One function, used by the pytest plugin and by ``bench ab``'s workers alike, so that a file written by
+either carries the same provenance and ``bench compare`` reads both the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.devices import Device
+from bench.profiles import Profile
+
+
+def archbench_info(device: Device, profile: Profile, seed: int, data: str) -> dict[str, Any]:
+    """The ``archbench`` block of ``machine_info``: device, profile and its settings, seed, library
+    versions, and whether fixed-seed training is bitwise reproducible on this device."""
+    import torch
+    import torchvision
+
+    import bench
+    from bench.train import Determinism
+
+    info = dict(device.info())
+    cudnn = torch.backends.cudnn
+    info.update(
+        profile=profile.name,
+        profile_settings={k: v for k, v in vars(profile).items() if k != "name"},
+        seed=seed,
+        torch=torch.__version__,
+        torchvision=torchvision.__version__,
+        cuda=torch.version.cuda,
+        cudnn=cudnn.version() if cudnn.is_available() else None,
+        # what the accuracy benchmarks train under (timing runs never force determinism)
+        deterministic=Determinism.bitwise_deterministic(device.torch_device),
+        cudnn_deterministic=bool(cudnn.deterministic),
+        suite_version=bench.__version__,
+        data=data,
+    )
+    return info
