@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-EXIT_CRASH = 70
+from bench.present import EXIT_CRASH
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     listing.add_parser(sub)
-    for module_name in ("compare", "report", "merge"):
+    for module_name in ("compare", "report", "merge", "ab"):
         module = _optional_module(module_name)
         if module is not None:
             module.add_parser(sub)

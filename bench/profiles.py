@@ -23,6 +23,9 @@ class Profile:
     train_samples: int  # training split size; val/test are a quarter each
     train_epochs: int
     train_batch_size: int
+    #: ``bench ab``: rounds per side, taken in alternation (a paired test needs more than one run's
+    #: medians do; see README "Catching regressions").
+    paired_rounds: int = 30
 
     def input_size(self, native: int) -> int:
         return native if self.max_input_size is None else min(native, self.max_input_size)

@@ -1,0 +1,615 @@
+"""``bench ab BASE HEAD``: base and head measured turn by turn on one machine, then judged pair by pair.
+
+Two runs taken minutes apart on a shared machine differ by tens of percent per case (the machine's
+speed in that second), so comparing them cannot catch a 10 % slowdown. Here one worker process per side
+(:mod:`bench.worker`, each importing only its own side's code) measures the same case in the same
+minute: both sides build it and warm up, then take turns round by round in ABBA order (base first in
+even rounds, head first in odd ones, so neither side always goes first), each round timed per phase as
+``pytest bench/`` times it. Static cost, memory and fixed-budget accuracy are measured once per side
+(training epochs alternate as well). Round ``i`` of base and round ``i`` of head form a pair, and
+``bench compare`` judges every time metric on the pairs' log ratios (:mod:`bench.paired`).
+
+BASE and HEAD are each a directory holding a checkout of this project, or a git revision of the
+repository in the current directory (checked out into a temporary worktree that is always removed).
+Output: ``DIR/base.json`` and ``DIR/head.json`` in the format ``pytest bench/ --benchmark-json`` writes,
+each finished case appended to ``DIR/{base,head}.partial.jsonl`` as it completes, each worker's stderr
+in ``DIR/{base,head}.log``, and the verdicts as ``bench compare`` gives them, with its exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from bench.options import OPTIONS, add_argparse_option
+from bench.worker import FIRST_VERSION, PROTOCOL
+
+SIDES = ("base", "head")
+EXIT_UNUSABLE = 2
+EXIT_INTERRUPTED = 130
+#: The ``--bench-*`` options a worker is set up with, spelled as in ``pytest bench/``.
+FORWARDED = (
+    "bench_case", "bench_suite", "bench_profile", "bench_device", "bench_batch_size", "bench_rounds",
+    "bench_warmup", "bench_threads", "bench_malloc", "bench_epochs", "bench_seed", "bench_kind", "bench_data",
+    "data_root",
+)
+#: A pause before each turn. Without it the side that goes second in a round ran up to 2.3× slower
+#: (dogbreed_cnn backward, 2-vCPU VM): the first side's OpenMP threads keep spinning on both cores for
+#: a few milliseconds after its round (libgomp's spin-wait), so the second side starts on busy cores.
+#: With 20 ms the spin has ended and the per-pair log ratios' spread fell from 0.86–1.22 to 0.05–0.16.
+TURN_GAP_S = 0.02
+#: How long a worker may take to import torch and answer the handshake.
+START_TIMEOUT_S = 300.0
+
+
+class AbError(Exception):
+    """``bench ab`` cannot go on; the message says why and what to do. Exit code 2."""
+
+
+class WorkerGone(Exception):
+    """The worker process ended or stopped answering; ``status`` is what the case is recorded as."""
+
+    def __init__(self, message: str, status: str = "error") -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ----------------------------------------------------------------------------------------------------
+# sides: where each side's code is, and under which interpreter it runs
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    label: str  # "base" or "head"
+    spec: str  # what the user gave
+    root: Path  # the checkout the worker imports from
+    python: str
+    commit: str | None = None
+    worktree: bool = False
+
+    @property
+    def description(self) -> str:
+        what = f"{self.spec} ({self.commit[:12]})" if self.commit and self.commit != self.spec else self.spec
+        return f"{self.label} = {what} at {self.root}" + (f" under {self.python}" if self.python != sys.executable else "")
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
+
+
+@contextlib.contextmanager
+def resolved_sides(specs: Mapping[str, str], pythons: Mapping[str, str | None], repo: Path) -> Iterator[dict[str, Side]]:
+    """Each side as a checkout: a directory as given, a revision as a temporary git worktree of
+    ``repo``. Worktrees are removed on exit, whatever happened (also on Ctrl-C)."""
+    tmp = Path(tempfile.mkdtemp(prefix="archbench-ab-"))
+    sides: dict[str, Side] = {}
+    try:
+        for label in SIDES:
+            spec = specs[label]
+            python = pythons.get(label) or sys.executable
+            if shutil.which(python) is None and not Path(python).is_file():
+                raise AbError(f"--{label}-python {python!r}: no such interpreter")
+            path = Path(spec)
+            if path.is_dir():
+                root = path.resolve()
+                if not (root / "bench").is_dir() or not (root / "suites").is_dir():
+                    raise AbError(f"{label} {spec!r}: a directory, but not an archbench checkout (no bench/ and suites/)")
+                sides[label] = Side(label, spec, root, python)
+                continue
+            top = _git(repo, "rev-parse", "--show-toplevel")
+            if top.returncode != 0:
+                raise AbError(f"{label} {spec!r}: not a directory, and {repo} is not in a git repository to find it as a revision")
+            commit = _git(repo, "rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}")
+            if commit.returncode != 0:
+                raise AbError(f"{label} {spec!r}: no such directory or git revision in {top.stdout.strip()}")
+            sha = commit.stdout.strip()
+            where = tmp / label
+            added = _git(Path(top.stdout.strip()), "worktree", "add", "--detach", "--quiet", str(where), sha)
+            if added.returncode != 0:
+                raise AbError(f"{label} {spec!r}: git worktree add failed: {added.stderr.strip()}")
+            sides[label] = Side(label, spec, where, python, commit=sha, worktree=True)
+        yield sides
+    finally:
+        for side in sides.values():
+            if side.worktree:
+                removed = _git(repo, "worktree", "remove", "--force", str(side.root))
+                if removed.returncode != 0:
+                    shutil.rmtree(side.root, ignore_errors=True)
+        if any(s.worktree for s in sides.values()):
+            _git(repo, "worktree", "prune")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# one worker process
+# ----------------------------------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """A running :mod:`bench.worker` for one side: requests go in on stdin, replies come back one JSON
+    line each, read by a thread so that a hang becomes a timeout instead of blocking forever."""
+
+    def __init__(self, side: Side, log: IO[str]) -> None:
+        self.side = side
+        env = dict(os.environ)
+        # The side's checkout first: its bench/ and suites/ shadow any installed copy.
+        env["PYTHONPATH"] = os.pathsep.join([str(side.root), *filter(None, [env.get("PYTHONPATH")])])
+        env["PYTHONUNBUFFERED"] = "1"
+        self.process = subprocess.Popen(
+            [side.python, "-m", "bench.worker"], cwd=side.root, env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8",
+            start_new_session=True,  # Ctrl-C reaches the controller, which then ends the workers itself
+        )
+        self._replies: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._replies.put(line)
+        self._replies.put(None)
+
+    def request(self, op: str, timeout: float, **fields: Any) -> dict[str, Any]:
+        """Send one request and wait up to ``timeout`` seconds for its reply."""
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerGone(self._ended()) from None
+        try:
+            line = self._replies.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            self.kill()
+            raise WorkerGone(f"timeout: no answer to {op!r} within {timeout:.0f} s (--case-timeout); worker killed") from None
+        if line is None:
+            raise WorkerGone(self._ended())
+        return json.loads(line)
+
+    def _ended(self) -> str:
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.process.returncode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return f"worker crashed ({how})"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(BrokenPipeError, OSError, WorkerGone):
+                assert self.process.stdin is not None
+                self.process.stdin.write(json.dumps({"op": "exit"}) + "\n")
+                self.process.stdin.flush()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the schedule
+# ----------------------------------------------------------------------------------------------------
+
+
+def abba(rounds: int) -> list[tuple[str, str]]:
+    """Who goes first in each round: base in even rounds, head in odd ones (AB BA AB BA …), so that
+    neither side always runs first and a steady drift affects both alike."""
+    return [("base", "head") if r % 2 == 0 else ("head", "base") for r in range(rounds)]
+
+
+@dataclass
+class AbSettings:
+    """What ``bench ab`` was asked for, typed (built from argparse at the CLI edge)."""
+
+    sides: Mapping[str, str]
+    options: Mapping[str, Any]  # the --bench-* options by dest, as pytest bench/ spells them
+    output: Path
+    pythons: Mapping[str, str | None] = field(default_factory=dict)
+    #: Per side, case → failure kind (``--bench-fail [SIDE/]CASE[:KIND]``).
+    inject: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    case_timeout: float = 1800.0
+    turn_gap_s: float = TURN_GAP_S
+    compare_args: Sequence[str] = ()
+
+
+class Run:
+    """One ``bench ab``: the workers, the records measured so far, and where they are written."""
+
+    def __init__(self, settings: AbSettings, sides: Mapping[str, Side], *, progress: IO[str] | None = None) -> None:
+        self.settings = settings
+        self.sides = sides
+        self.out = settings.output
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.pairing_id = uuid.uuid4().hex
+        self.workers: dict[str, WorkerProcess | None] = {s: None for s in SIDES}
+        self.logs = {s: (self.out / f"{s}.log").open("a", encoding="utf-8") for s in SIDES}
+        self.envelopes: dict[str, dict[str, Any]] = {}
+        self.suites: dict[str, str] = {}
+        self.entries: dict[str, list[dict[str, Any]]] = {s: [] for s in SIDES}
+        self.partial = {s: self.out / f"{s}.partial.jsonl" for s in SIDES}
+        for path in self.partial.values():
+            path.write_text("")  # one run per file: a stale tail would mix runs
+        self.stderr = progress if progress is not None else sys.stderr
+        self._live = self.stderr.isatty()
+
+    # -- workers ---------------------------------------------------------------------------------------
+    def options_for(self, side: str) -> dict[str, Any]:
+        options = {k: v for k, v in self.settings.options.items() if k in FORWARDED}
+        options["inject"] = dict(self.settings.inject.get(side, {}))
+        return options
+
+    def start(self, side: str) -> WorkerProcess:
+        """A fresh worker for ``side``, handshaken and set up; :class:`AbError` when it cannot start."""
+        s = self.sides[side]
+        self.logs[side].write(f"--- worker start {time.strftime('%H:%M:%S')} ({s.description})\n")
+        self.logs[side].flush()
+        worker = WorkerProcess(s, self.logs[side])
+        try:
+            hello = worker.request("hello", START_TIMEOUT_S, protocol=PROTOCOL)
+        except WorkerGone as exc:
+            worker.kill()
+            tail = self.log_tail(side)
+            if "No module named bench.worker" in tail or "No module named 'bench.worker'" in tail:
+                raise AbError(
+                    f"{side} ({s.spec}) is too old for bench ab: it has no bench/worker.py. bench ab works with "
+                    f"archbench {FIRST_VERSION} and later (protocol {PROTOCOL})"
+                ) from None
+            raise AbError(f"{side} ({s.spec}) failed to start: {exc}. Last lines of {self.out / (side + '.log')}:\n{tail}") from None
+        if hello.get("protocol") != PROTOCOL:
+            worker.close()
+            raise AbError(
+                f"{side} ({s.spec}) speaks bench ab protocol {hello.get('protocol')}, this bench ab speaks {PROTOCOL}: "
+                f"run bench ab from the newer checkout (protocol {PROTOCOL} is archbench {FIRST_VERSION} and later)"
+            )
+        root = Path(str(hello.get("root", "")))
+        if root.resolve() != s.root.resolve():
+            worker.close()
+            raise AbError(f"{side} ({s.spec}): the worker imported archbench from {root}, not from {s.root}")
+        reply = worker.request("setup", START_TIMEOUT_S, options=self.options_for(side))
+        if not reply.get("ok"):
+            worker.close()
+            raise AbError(f"{side} ({s.spec}): setup failed: {reply.get('error')}")
+        if side not in self.envelopes:
+            self.envelopes[side] = {"machine_info": reply["machine_info"], "commit_info": reply["commit_info"]}
+        self.workers[side] = worker
+        return worker
+
+    def worker(self, side: str) -> WorkerProcess:
+        return self.workers[side] or self.start(side)
+
+    def discard(self, side: str) -> None:
+        worker = self.workers[side]
+        if worker is not None:
+            worker.kill()
+            worker.close()
+        self.workers[side] = None
+
+    def log_tail(self, side: str, lines: int = 15) -> str:
+        self.logs[side].flush()
+        text = (self.out / f"{side}.log").read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def close(self) -> None:
+        for side in SIDES:
+            worker = self.workers[side]
+            if worker is not None:
+                worker.close()
+                self.workers[side] = None
+        for log in self.logs.values():
+            log.close()
+
+    # -- measuring -------------------------------------------------------------------------------------
+    def case_lists(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(case, suite, sides that have it), base's order first."""
+        names: dict[str, tuple[str, list[str]]] = {}
+        for side in SIDES:
+            reply = self.worker(side).request("cases", START_TIMEOUT_S)
+            if not reply.get("ok"):
+                raise AbError(f"{side} ({self.sides[side].spec}): {reply.get('error')}")
+            for case in reply["cases"]:
+                names.setdefault(case["name"], (case["suite"], []))[1].append(side)
+        if not names:
+            raise AbError("no case matches the selection on either side; see `bench list`")
+        self.suites = {name: suite for name, (suite, _) in names.items()}
+        return [(name, suite, tuple(sides)) for name, (suite, sides) in names.items()]
+
+    def measure(self) -> None:
+        """Every selected case, step then train as asked, each finished benchmark written at once."""
+        kind = self.settings.options.get("bench_kind") or "both"
+        cases = self.case_lists()
+        kinds = [k for k in ("step", "train") if kind in (k, "both")]
+        total = len(cases) * len(kinds)
+        done = 0
+        for k in kinds:
+            for name, suite, present in cases:
+                done += 1
+                started = time.perf_counter()
+                outcome = self.measure_case(name, k, present, f"[{done}/{total}]")
+                self.say(f"[{done}/{total}] {k} {name}: {outcome} ({time.perf_counter() - started:.1f} s)", final=True)
+
+    def measure_case(self, case: str, kind: str, present: Sequence[str], where: str) -> str:
+        """Both sides' benchmark of one case; returns a short outcome per side for the progress line."""
+        deadline = time.monotonic() + self.settings.case_timeout
+        failures: dict[str, tuple[str, str]] = {}
+        active = [s for s in SIDES if s in present]
+
+        def ask(side: str, op: str) -> dict[str, Any] | None:
+            try:
+                reply = self.worker(side).request(op, deadline - time.monotonic(), case=case)
+            except AbError as exc:
+                failures[side] = ("error", f"worker could not be restarted: {exc}")
+                return None
+            except WorkerGone as exc:
+                tail = self.log_tail(side, 5)
+                failures[side] = (exc.status, f"{exc}; last lines of {side}.log: {tail}")
+                self.discard(side)  # a fresh worker for the next case
+                return None
+            if not reply.get("ok"):
+                failures[side] = (reply.get("status", "error"), str(reply.get("error")))
+                self.logs[side].write(str(reply.get("traceback", "")))
+                self.worker(side).request("drop", 60.0, case=case)
+                return None
+            return reply
+
+        def running() -> list[str]:
+            return [s for s in active if s not in failures]
+
+        prepare, turn, finish = (("step_prepare", "step_round", "step_finish") if kind == "step"
+                                 else ("train_prepare", "train_epoch", "train_finish"))
+        turns = 0
+        try:
+            for side in active:
+                self.say(f"{where} {kind} {case}: {side} building and warming up")
+                reply = ask(side, prepare)
+                if reply is not None and kind == "train":
+                    turns = int(reply["epochs"])
+            if kind == "step":
+                turns = int(self.rounds)
+            for r, order in enumerate(abba(turns)):
+                for side in order:
+                    if side in running():
+                        self.say(f"{where} {kind} {case}: round {r + 1}/{turns}, {side}")
+                        time.sleep(self.settings.turn_gap_s)
+                        ask(side, turn)
+            replies = {}
+            for side in running():
+                reply = ask(side, finish)
+                if reply is not None:
+                    replies[side] = reply
+        except KeyboardInterrupt:
+            for side in active:
+                self.store(side, case, kind, None, ("interrupted", "KeyboardInterrupt"))
+            raise
+        outcome = []
+        for side in active:
+            self.store(side, case, kind, replies.get(side), failures.get(side))
+            outcome.append(f"{side} {failures[side][0] if side in failures else 'ok'}")
+        return ", ".join(outcome) + ("" if len(active) == 2 else f" (only in {active[0]})")
+
+    @property
+    def rounds(self) -> int:
+        from bench.profiles import get_profile
+
+        explicit = self.settings.options.get("bench_rounds")
+        if explicit:
+            return int(explicit)
+        profile = self.envelopes["base"]["machine_info"]["archbench"]["profile"]
+        return get_profile(profile).paired_rounds
+
+    def store(self, side: str, case: str, kind: str, reply: Mapping[str, Any] | None,
+              failure: tuple[str, str] | None) -> None:
+        """Keep one side's benchmark of a case (measured or failed) and append it to the partial file."""
+        name = f"test_{kind}[{case}]"
+        if reply is not None:
+            extra = dict(reply["extra_info"])
+            stats = reply.get("stats")
+        else:
+            extra = self._failed_record(side, case, kind)
+            stats = None
+        if failure is not None:
+            extra["status"], extra["error"] = failure
+        extra["pairing"] = {"id": self.pairing_id, "side": side, "order": "ABBA"}
+        entry = {
+            "group": None, "name": name, "fullname": f"bench/test_cases.py::{name}",
+            "params": {"case": case}, "param": case, "extra_info": extra,
+            "options": {"timer": "perf_counter", "rounds": self.rounds if kind == "step" else None,
+                        "iterations": 1, "harness": "bench ab"},
+            "stats": stats,
+        }
+        self.entries[side].append(entry)
+        with self.partial[side].open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"name": name, "fullname": entry["fullname"], "extra_info": extra}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _failed_record(self, side: str, case: str, kind: str) -> dict[str, Any]:
+        info = self.envelopes.get(side, {}).get("machine_info", {}).get("archbench", {})
+        return {"case": case, "suite": self.suites.get(case, ""), "kind": kind,
+                "profile": info.get("profile", ""), "device": info.get("device", ""), "status": "error"}
+
+    def say(self, text: str, final: bool = False) -> None:
+        """The progress line: rewritten in place on a terminal, one line per finished case otherwise."""
+        if self._live:
+            self.stderr.write("\r\033[K" + text + ("\n" if final else ""))
+            self.stderr.flush()
+        elif final:
+            self.stderr.write(text + "\n")
+            self.stderr.flush()
+
+    # -- output ----------------------------------------------------------------------------------------
+    def write(self) -> dict[str, Path]:
+        """``base.json`` and ``head.json``: pytest-benchmark documents with the pairing in machine_info."""
+        import pytest_benchmark
+
+        from bench.results import attach_failed
+
+        paths = {}
+        for side in SIDES:
+            envelope = self.envelopes.get(side)
+            if envelope is None:
+                continue
+            machine_info = json.loads(json.dumps(envelope["machine_info"]))
+            machine_info["archbench"]["pairing"] = {
+                "id": self.pairing_id, "side": side, "order": "ABBA", "rounds": self.rounds,
+                "spec": self.sides[side].spec, "commit": self.sides[side].commit,
+            }
+            ok = [e for e in self._ordered(side) if e["stats"] is not None]
+            failed = [e for e in self._ordered(side) if e["stats"] is None]
+            doc: dict[str, Any] = {
+                "machine_info": machine_info, "commit_info": envelope["commit_info"], "benchmarks": ok,
+                "datetime": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "version": pytest_benchmark.__version__,
+            }
+            attach_failed(doc, failed)
+            path = self.out / f"{side}.json"
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+            tmp.replace(path)
+            paths[side] = path
+        return paths
+
+    def _ordered(self, side: str) -> list[dict[str, Any]]:
+        # pytest's order: every test_step first, then every test_train
+        return sorted(self.entries[side], key=lambda e: 0 if e["name"].startswith("test_step[") else 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------
+
+
+def parse_inject(specs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``[SIDE/]CASE[:KIND]`` → side → case → kind (``error``, ``oom``, ``crash``, ``hang``)."""
+    out: dict[str, dict[str, str]] = {s: {} for s in SIDES}
+    for spec in specs:
+        side, _, rest = spec.rpartition("/")
+        case, _, kind = rest.partition(":")
+        kind = kind or "error"
+        if side and side not in SIDES:
+            raise AbError(f"--bench-fail {spec!r}: side must be base or head")
+        if kind not in ("error", "oom", "crash", "hang"):
+            raise AbError(f"--bench-fail {spec!r}: kind must be error, oom, crash or hang")
+        for s in [side] if side else SIDES:
+            out[s][case] = kind
+    return out
+
+
+def run(settings: AbSettings, repo: Path | None = None) -> int:
+    """Measure, write, judge; return ``bench compare``'s exit code (2 when a side cannot be used,
+    130 when interrupted)."""
+    err = sys.stderr
+    repo = repo or Path.cwd()
+    paths: dict[str, Path] = {}
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with resolved_sides(settings.sides, settings.pythons, repo) as sides:
+            for side in sides.values():
+                err.write(f"bench ab: {side.description}\n")
+            measured = Run(settings, sides)
+            try:
+                try:
+                    measured.measure()
+                finally:
+                    paths = measured.write()
+            except KeyboardInterrupt:
+                err.write(f"\nbench ab: interrupted; finished cases kept in {measured.out}\n")
+                return EXIT_INTERRUPTED
+            finally:
+                measured.close()
+    except AbError as exc:
+        err.write(f"bench ab: {exc}\n")
+        return EXIT_UNUSABLE
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    from bench import cli
+
+    err.write(f"bench ab: wrote {paths['base']} and {paths['head']}\n")
+    return cli.main(["compare", str(paths["base"]), str(paths["head"]), *settings.compare_args])
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "ab", help="measure base and head turn by turn on this machine and compare them; exit 1 on a regression",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("base", help="a checkout directory or a git revision (e.g. main, HEAD~1)")
+    p.add_argument("head", help="a checkout directory or a git revision (e.g. HEAD, .)")
+    for dest in FORWARDED:
+        if dest == "bench_rounds":
+            p.add_argument(OPTIONS[dest].flag, type=int, metavar="N", dest=dest,
+                           help="paired rounds per case; default: the profile's paired_rounds")
+        else:
+            add_argparse_option(p, dest)
+    p.add_argument("--base-python", metavar="PY", help="interpreter (or venv's python) for the base side")
+    p.add_argument("--head-python", metavar="PY", help="interpreter (or venv's python) for the head side")
+    p.add_argument("-o", "--output", type=Path, default=Path("ab-out"), metavar="DIR",
+                   help="where base.json, head.json, partial files and worker logs go (default: ab-out/)")
+    p.add_argument("--case-timeout", type=float, default=1800.0, metavar="SECONDS",
+                   help="a side that takes longer over one case is killed and the case recorded as error")
+    p.add_argument("--bench-fail", action="append", default=[], metavar="[SIDE/]CASE[:KIND]",
+                   help="force a failure (error, oom, crash, hang) in a case on one or both sides, to test the harness")
+    # What bench compare is told after the measurement, spelled as bench compare spells it.
+    p.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE",
+                   help="as in bench compare: override a metric's threshold (repeatable)")
+    p.add_argument("--all", dest="show_all", action="store_true", help="list unchanged benchmarks too")
+    for flag, what in (("--markdown", "a Markdown summary"), ("--html", "an HTML report"), ("--json", "the verdicts")):
+        p.add_argument(flag, type=Path, metavar="FILE", help=f"write {what} (as bench compare does)")
+    p.set_defaults(func=_cli)
+
+
+def compare_argv(args: argparse.Namespace) -> list[str]:
+    """The ``bench compare`` arguments that ``bench ab``'s own options stand for."""
+    argv = [f"--threshold={t}" for t in args.threshold]
+    argv += ["--all"] if args.show_all else []
+    for flag in ("markdown", "html", "json"):
+        if getattr(args, flag) is not None:
+            argv += [f"--{flag}", str(getattr(args, flag))]
+    return argv
+
+
+def _cli(args: argparse.Namespace) -> int:
+    try:
+        inject = parse_inject(args.bench_fail)
+    except AbError as exc:
+        print(f"bench ab: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    settings = AbSettings(
+        sides={"base": args.base, "head": args.head},
+        options={dest: getattr(args, dest) for dest in FORWARDED},
+        output=args.output,
+        pythons={"base": args.base_python, "head": args.head_python},
+        inject=inject,
+        case_timeout=args.case_timeout,
+        compare_args=compare_argv(args),
+    )
+    return run(settings)
