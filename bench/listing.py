@@ -12,10 +12,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from bench.metrics import METRICS
 from bench.options import add_argparse_option
+from bench.present import Column, FittedTable, TableSpec, make_console
 from suites.registry import Case, get_case, registry
 
 
@@ -66,35 +66,43 @@ def select(patterns: Sequence[str], suites: Sequence[str]) -> list[Case]:
     return cases
 
 
-def table(rows: Sequence[CaseRow]) -> Table:
+def _claimed(row: CaseRow) -> str:
+    if row.reported_mult_adds is not None:
+        return f"{row.reported_mult_adds / 1e6:,.0f}M MA"
+    if row.reported_gflops is not None:
+        return f"{row.reported_gflops:g}"
+    return "—"
+
+
+def _reported_params(row: CaseRow) -> str:
+    reported = row.reported_params
+    if reported is None:
+        return "—"
+    return f"{reported:,.0f}" if float(reported).is_integer() else f"{reported:g}"
+
+
+def table_spec(rows: Sequence[CaseRow]) -> TableSpec[CaseRow]:
+    """The cases with their measured static cost beside the reports' claims."""
     params, macs = METRICS["params_total"], METRICS["macs_forward"]
-    t = Table(title="archbench cases (static cost at native input, batch 1)", header_style="bold")
-    t.add_column("case", no_wrap=True)
-    t.add_column("suite")
-    t.add_column("input", justify="right")
-    t.add_column("classes", justify="right")
-    t.add_column(f"params [{params.unit}]", justify="right")
-    t.add_column(f"trainable [{params.unit}]", justify="right")
-    t.add_column("report params", justify="right")
-    t.add_column(f"{macs.label} [{macs.unit}]", justify="right")
-    t.add_column("report (G)FLOPs / mult-adds", justify="right")
-    t.add_column("uncounted ops")
-    for row in rows:
-        if row.reported_mult_adds is not None:
-            claimed = f"{row.reported_mult_adds / 1e6:,.0f}M MA"
-        elif row.reported_gflops is not None:
-            claimed = f"{row.reported_gflops:g}"
-        else:
-            claimed = "—"
-        reported = row.reported_params
-        t.add_row(
-            row.case, row.suite, f"{row.in_channels}×{row.input_size}²", str(row.num_classes),
-            f"{row.params_total * params.scale:,.3f}", f"{row.params_trainable * params.scale:,.3f}",
-            "—" if reported is None else (f"{reported:,.0f}" if float(reported).is_integer() else f"{reported:g}"),
-            f"{row.macs_forward * macs.scale:,.3f}", claimed,
-            ", ".join(f"{k}×{v}" for k, v in row.unsupported_ops.items()) or "",
-        )
-    return t
+    columns: list[Column[CaseRow]] = [
+        Column("case", lambda r: r.case, no_wrap=True, priority=9, code=True),
+        Column("suite", lambda r: r.suite, no_wrap=True, priority=4),
+        Column("input", lambda r: f"{r.in_channels}×{r.input_size}²", "right", priority=3),
+        Column("classes", lambda r: str(r.num_classes), "right", priority=2),
+        Column(f"params ({params.unit})", lambda r: f"{r.params_total * params.scale:,.3f}", "right", priority=8),
+        Column(f"trainable ({params.unit})", lambda r: f"{r.params_trainable * params.scale:,.3f}", "right",
+               priority=5),
+        Column("report params", _reported_params, "right", priority=6),
+        Column(f"{macs.label} ({macs.unit})", lambda r: f"{r.macs_forward * macs.scale:,.3f}", "right", priority=8),
+        Column("report (G)FLOPs / mult-adds", _claimed, "right", priority=6),
+        Column("uncounted ops", lambda r: ", ".join(f"{k}×{v}" for k, v in r.unsupported_ops.items()), priority=1),
+    ]
+    return TableSpec("archbench cases (static cost at native input, batch 1)", columns, rows)
+
+
+def table(rows: Sequence[CaseRow]) -> FittedTable[CaseRow]:
+    """:func:`table_spec` as a renderable that fits the console it is printed on."""
+    return table_spec(rows).to_rich()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,10 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     else:
-        out = Console()
-        if not out.is_terminal:  # piped or redirected: do not squeeze ten columns into 80
-            out = Console(width=200)
-        out.print(table(rows))
+        make_console().print(table(rows))  # piped or redirected: wide, not ten columns squeezed into 80
     return 0
 
 

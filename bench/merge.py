@@ -22,8 +22,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from bench.compare import EXIT_INCOMPARABLE, make_console, write_text
-from bench.results import EXIT_UNUSABLE, Results, ResultsError, load_results, parse_results
+from bench.present import EXIT_INCOMPARABLE, EXIT_UNUSABLE, make_console, write_text
+from bench.results import Results, ResultsError, load_results, parse_results
 
 
 class MergeError(ValueError):

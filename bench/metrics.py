@@ -118,8 +118,3 @@ _METRICS: tuple[Metric, ...] = (
 METRICS: Mapping[str, Metric] = {m.key: m for m in _METRICS}
 assert len(METRICS) == len(_METRICS), "duplicate metric key"
 
-
-def flops(macs: float) -> float:
-    """FLOPs from MACs: one multiply-accumulate is two floating-point operations (the only place
-    this factor lives)."""
-    return 2.0 * macs

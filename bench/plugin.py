@@ -226,16 +226,22 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
-    """Put back the cases pytest-benchmark dropped because their function raised."""
+    """Put back the cases pytest-benchmark dropped because their function raised, where its own
+    readers do not look (:func:`bench.results.attach_failed`); cases it kept whose record is not ok
+    move there too."""
+    from bench.results import attach_failed
+
     session = config.stash.get(_SESSION_KEY, None)
     if session is None:
         return
     present = {b.get("fullname") for b in output_json.get("benchmarks", [])}
-    for nodeid, (name, record) in session.records.items():
-        if nodeid in present:
-            continue
-        output_json["benchmarks"].append({
+    dropped = [
+        {
             "group": None, "name": name, "fullname": nodeid,
             "params": {"case": record.case}, "param": record.case,
             "extra_info": record.to_extra_info(), "options": {}, "stats": None,
-        })
+        }
+        for nodeid, (name, record) in session.records.items()
+        if nodeid not in present
+    ]
+    attach_failed(output_json, dropped)

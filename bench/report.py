@@ -23,8 +23,8 @@ from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from bench import charts
-from bench.compare import Column, TableSpec, format_value, make_console, write_text
 from bench.metrics import METRICS, Metric
+from bench.present import Column, TableSpec, format_value, make_console, write_text
 from bench.results import Benchmark, Results, ResultsError, load_results
 
 
@@ -44,19 +44,31 @@ def measured_tables(results: Results) -> list[TableSpec[Benchmark]]:
             continue
         metrics = [m for m in METRICS.values() if any(getattr(b.record, m.key, None) is not None for b in rows)]
         columns: list[Column[Benchmark]] = [
-            Column("benchmark", lambda b: b.name, no_wrap=True),
-            Column("status", lambda b: b.record.status, style=lambda b: "" if b.ok else "bold red"),
+            Column("benchmark", lambda b: b.name, no_wrap=True, priority=9, code=True),
+            Column("status", lambda b: b.record.status, style=lambda b: "" if b.ok else "bold red", no_wrap=True,
+                   priority=8),
         ]
         columns += [_metric_column(m) for m in metrics]
         if any(not b.ok for b in rows):
-            columns.append(Column("error", lambda b: (b.record.error or "").splitlines()[0] if b.record.error else ""))
+            columns.append(Column(
+                "error", lambda b: (b.record.error or "").splitlines()[0] if b.record.error else "", priority=1
+            ))
         tables.append(TableSpec(f"{kind} benchmarks ({results.env.device}, profile {results.env.profile})", columns, rows))
     return tables
 
 
+#: Which metric columns a narrow terminal keeps longest (the rest default to 4).
+_PRIORITY = {
+    "params_total": 7, "macs_forward": 7, "accuracy_test": 7, "time_epoch_s": 6, "time_forward_s": 6,
+    "time_backward_s": 6, "time_optimizer_s": 5, "time_inference_s": 5, "params_trainable": 3,
+    "accuracy_test_deformed": 3,
+}
+
+
 def _metric_column(metric: Metric) -> Column[Benchmark]:
     return Column(
-        f"{metric.label} ({metric.unit})", lambda b: format_value(metric, getattr(b.record, metric.key, None)), "right"
+        f"{metric.label} ({metric.unit})", lambda b: format_value(metric, getattr(b.record, metric.key, None)), "right",
+        priority=_PRIORITY.get(metric.key, 4),
     )
 
 
@@ -149,7 +161,7 @@ def _reported_numbers(names: Sequence[str]) -> dict[str, tuple[str, Any] | str]:
 def reported_table(results: Results) -> TableSpec[ReportedRow]:
     p, a, e = METRICS["params_total"], METRICS["accuracy_test"], METRICS["time_epoch_s"]
     columns: list[Column[ReportedRow]] = [
-        Column("case", lambda r: r.case, no_wrap=True),
+        Column("case", lambda r: r.case, no_wrap=True, code=True),
         Column("report", lambda r: r.report),
         Column(f"{p.label}, report ({p.unit})", lambda r: r.params_reported, "right"),
         Column(f"{p.label}, measured ({p.unit})", lambda r: r.params_measured, "right"),

@@ -8,12 +8,18 @@ What makes a file usable: valid UTF-8 JSON (Python's parser accepts ``NaN``/``In
 numbers are looked for explicitly), the pytest-benchmark envelope (``machine_info`` with archbench's
 block, a non-empty ``benchmarks`` list), one archbench :class:`~bench.record.Record` in every
 benchmark's ``extra_info``, and no benchmark name twice.
+
+Cases that did not measure cleanly (a status other than ``ok``; pytest-benchmark's stats are null or
+meaningless for them) are written under the top-level key ``archbench_failed`` (:func:`attach_failed`),
+not under ``benchmarks``: pytest-benchmark's own readers (``pytest-benchmark compare``) refuse a whole
+file over one ``"stats": null``. Archbench's readers see both lists as one.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,9 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.metrics import METRICS
+from bench.present import EXIT_UNUSABLE
 from bench.record import PHASES, Record, RecordError
 
-EXIT_UNUSABLE = 2
+#: Top-level key holding the benchmark objects of cases that failed (see :func:`attach_failed`).
+FAILED_KEY = "archbench_failed"
+#: A three-digit exponent: 1e999 parses as inf. (One literal per pattern: the regex engine then scans
+#: for it at C speed; a character class first is ten times slower on a 40 MB file.)
+_BIG_EXPONENTS = (re.compile(r"e\+?[0-9]{3}"), re.compile(r"E\+?[0-9]{3}"))
+
+
+def _maybe_nonfinite(text: str) -> bool:
+    """Whether ``text`` may hold a non-finite number (NaN, Infinity as Python writes them, or an
+    exponent that overflows). A file without any is finite throughout and skips the slow walk."""
+    return "NaN" in text or "Infinity" in text or any(p.search(text) for p in _BIG_EXPONENTS)
 
 #: Stats fields pytest-benchmark writes that we read; all numeric when present.
 _STATS_NUMERIC = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ops", "total")
@@ -141,19 +158,23 @@ def load_results(path: str | Path) -> Results:
     """Read and validate ``path``; raise :class:`ResultsError` naming the file and the cause."""
     where = str(path)
     try:
-        raw_bytes = Path(path).read_bytes()
+        # Decoded while read: the bytes of a large file never sit in memory beside its text.
+        with open(path, encoding="utf-8", newline="") as fh:
+            text = fh.read()
     except IsADirectoryError:
         raise ResultsError(f"{where}: is a directory, not a results file") from None
     except FileNotFoundError:
         raise ResultsError(f"{where}: no such file") from None
+    except UnicodeDecodeError:
+        try:
+            Path(path).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ResultsError(f"{where}: not UTF-8 text (byte {exc.start}); not a JSON results file") from None
+        raise  # decoding the whole file worked where the stream failed: not expected, so not hidden
     except OSError as exc:
         raise ResultsError(f"{where}: cannot read ({exc.strerror or exc})") from None
-    if not raw_bytes.strip():
+    if not text or text.isspace():
         raise ResultsError(f"{where}: file is empty")
-    try:
-        text = raw_bytes.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ResultsError(f"{where}: not UTF-8 text (byte {exc.start}); not a JSON results file") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -166,11 +187,14 @@ def load_results(path: str | Path) -> Results:
         ) from None
     except RecursionError:
         raise ResultsError(f"{where}: JSON nested too deeply to be a results file") from None
-    return parse_results(data, where)
+    finite = not _maybe_nonfinite(text)
+    del text
+    return parse_results(data, where, known_finite=finite)
 
 
-def parse_results(data: Any, where: str) -> Results:
-    """Validate already-parsed JSON ``data`` read from ``where``."""
+def parse_results(data: Any, where: str, *, known_finite: bool = False) -> Results:
+    """Validate already-parsed JSON ``data`` read from ``where``. ``known_finite``: the caller has
+    established that no number in ``data`` is NaN or infinite (skips that check)."""
     if not isinstance(data, Mapping):
         raise ResultsError(
             f"{where}: not a pytest-benchmark file (top level is a JSON {_json_type(data)}, expected an object)"
@@ -184,37 +208,71 @@ def parse_results(data: Any, where: str) -> Results:
     benchmarks = data["benchmarks"]
     if not isinstance(benchmarks, list):
         raise ResultsError(f"{where}: not a pytest-benchmark file ('benchmarks' is not a list)")
-    if not benchmarks:
+    failed = data.get(FAILED_KEY, [])
+    if not isinstance(failed, list):
+        raise ResultsError(f"{where}: field {FAILED_KEY!r} is not a list")
+    if not benchmarks and not failed:
         raise ResultsError(f"{where}: no benchmarks (the run measured nothing)")
     env = Environment.from_machine_info(machine_info, where)
 
     by_name: dict[str, Benchmark] = {}
-    first_index: dict[str, int] = {}
-    for index, item in enumerate(benchmarks):
-        bench = _parse_benchmark(item, index, where)
+    first_index: dict[str, str] = {}
+    entries = [("benchmarks", i, item) for i, item in enumerate(benchmarks)]
+    entries += [(FAILED_KEY, i, item) for i, item in enumerate(failed)]
+    for key, index, item in entries:
+        bench = _parse_benchmark(item, index, where, key=key, check_finite=not known_finite)
+        label = f"{key}[{index}]" if key != "benchmarks" else str(index)
         if bench.name in by_name:
             raise ResultsError(
                 f"{where}: benchmark {bench.name!r}: duplicate name (entries {first_index[bench.name]} and "
-                f"{index}); a results file holds each benchmark once"
+                f"{label}); a results file holds each benchmark once"
             )
         by_name[bench.name] = bench
-        first_index[bench.name] = index
-    envelope = {k: v for k, v in data.items() if k != "benchmarks"}
+        first_index[bench.name] = label
+    envelope = {k: v for k, v in data.items() if k not in ("benchmarks", FAILED_KEY)}
     return Results(path=where, envelope=envelope, env=env, benchmarks=by_name)
 
 
-def _parse_benchmark(item: Any, index: int, where: str) -> Benchmark:
+def is_failed_entry(item: Mapping[str, Any]) -> bool:
+    """Whether a benchmark object is of a case that did not measure cleanly: no stats, or a record
+    whose status is not ``ok`` (stats pytest-benchmark kept for it do not measure the case)."""
+    extra = item.get("extra_info")
+    status = extra.get("status", "ok") if isinstance(extra, Mapping) else "ok"
+    return item.get("stats") is None or status != "ok"
+
+
+def attach_failed(output_json: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+    """Put the benchmark objects of failed cases where pytest-benchmark's readers do not look.
+
+    ``entries`` (benchmark objects whose stats are null, e.g. cases pytest-benchmark dropped because
+    they raised) go to ``output_json["archbench_failed"]``; so does any object already under
+    ``benchmarks`` that :func:`is_failed_entry` (e.g. an interrupted case whose partial stats
+    pytest-benchmark kept). ``benchmarks`` is left holding only cleanly measured cases, exactly as
+    pytest-benchmark wrote them; the key is added only when something failed."""
+    benchmarks = output_json.setdefault("benchmarks", [])
+    moved = [b for b in benchmarks if is_failed_entry(b)]
+    if moved:
+        benchmarks[:] = [b for b in benchmarks if not is_failed_entry(b)]
+    failed = moved + list(entries)
+    if failed:
+        output_json.setdefault(FAILED_KEY, []).extend(failed)
+
+
+def _parse_benchmark(
+    item: Any, index: int, where: str, *, key: str = "benchmarks", check_finite: bool = True
+) -> Benchmark:
     if not isinstance(item, Mapping):
-        raise ResultsError(f"{where}: benchmarks[{index}] is a JSON {_json_type(item)}, expected an object")
+        raise ResultsError(f"{where}: {key}[{index}] is a JSON {_json_type(item)}, expected an object")
     name = item.get("name")
     if not isinstance(name, str) or not name:
-        raise ResultsError(f"{where}: benchmarks[{index}] has no 'name'")
+        raise ResultsError(f"{where}: {key}[{index}] has no 'name'")
     here = f"{where}: benchmark {name!r}"
     if "extra_info" not in item:
         raise ResultsError(f"{here}: no 'extra_info'; not an archbench benchmark")
     extra = item["extra_info"]
     status = extra.get("status", "ok") if isinstance(extra, Mapping) else "ok"
-    _check_finite(extra, "extra_info", here, lenient=status != "ok")
+    if check_finite:
+        _check_finite(extra, "extra_info", here, lenient=status != "ok")
     try:
         record = Record.from_extra_info(extra, where=here)
     except RecordError as exc:
@@ -225,7 +283,7 @@ def _parse_benchmark(item: Any, index: int, where: str) -> Benchmark:
     _fill_medians(record)
     # The comparator reads the record's own samples; pytest-benchmark's stats are kept for display and
     # may be null or empty for a case that failed before it was timed.
-    stats = _parse_stats(item.get("stats"), here)
+    stats = _parse_stats(item.get("stats"), here, check_finite=check_finite)
     group = item.get("group")
     return Benchmark(name=name, group=group if isinstance(group, str) else None, record=record, stats=stats, raw=item)
 
@@ -257,12 +315,13 @@ def _fill_medians(record: Record) -> None:
             setattr(record, f"time_{name}_s", statistics.median(samples))
 
 
-def _parse_stats(stats: Any, here: str) -> Stats | None:
+def _parse_stats(stats: Any, here: str, *, check_finite: bool = True) -> Stats | None:
     if stats is None:
         return None
     if not isinstance(stats, Mapping):
         raise ResultsError(f"{here}: field 'stats' is a JSON {_json_type(stats)}, expected an object")
-    _check_finite(stats, "stats", here, lenient=False)
+    if check_finite:
+        _check_finite(stats, "stats", here, lenient=False)
     rounds = stats.get("rounds", 0)
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 0:
         raise ResultsError(f"{here}: field 'stats.rounds' is {rounds!r}, expected a count")
@@ -304,7 +363,8 @@ def _check_finite(value: Any, path: str, here: str, *, lenient: bool) -> None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # JSON gives exactly int or float; the type test is the fast path, isinstance the general one
+    return type(value) in (int, float) or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _json_type(value: Any) -> str:

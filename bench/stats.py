@@ -90,7 +90,7 @@ def mann_whitney(base: Sequence[float], head: Sequence[float], *, greater: bool)
     u = sum(ranks[:n1]) - n1 * (n1 + 1) / 2
     if (n1 <= 8 or n2 <= 8) and not any(t > 1 for t in ties):
         counts = _u_counts(min(n1, n2), max(n1, n2))
-        k = int(round(u))
+        k = round(u)
         p = sum(counts[k:]) / sum(counts)
     else:
         n = n1 + n2

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench.compare import CompareOptions, Status, compare_runs, noise_floor, run
+from bench.compare import OutputOptions, run
 from bench.metrics import METRICS
 from bench.results import load_results
+from bench.verdicts import CompareSettings, Status, compare_runs, noise_floor
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 BASE, RERUN = RESULTS / "cpu-smoke-baseline.json", RESULTS / "cpu-smoke-rerun.json"
@@ -30,7 +31,7 @@ def _compare(tmp_path: Path, head: dict | None = None, **options) -> tuple[int, 
         head_path = tmp_path / "head.json"
         head_path.write_text(json.dumps(head))
     out = io.StringIO()
-    code = run(BASE, head_path, CompareOptions(**options), Console(file=out, width=250))
+    code = run(BASE, head_path, CompareSettings(**options), OutputOptions(), Console(file=out, width=250))
     return code, out.getvalue()
 
 

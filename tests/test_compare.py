@@ -25,29 +25,20 @@ from results_factory import (
 from rich.console import Console
 
 from bench import cli
-from bench.compare import (
-    CompareOptions,
-    Status,
-    compare_runs,
-    evaluate_metric,
-    parse_threshold,
-    render_terminal,
-    run,
-    time_noise,
-    to_json,
-    to_markdown,
-)
+from bench.compare import OutputOptions, render_terminal, run, to_json, to_markdown
 from bench.metrics import METRICS, Tolerance
 from bench.results import load_results
+from bench.stats import time_noise
+from bench.verdicts import CompareSettings, Status, compare_runs, evaluate_metric, parse_threshold
 
 
-def _run(tmp_path: Path, base: list, head: list, options: CompareOptions | None = None,
+def _run(tmp_path: Path, base: list, head: list, options: CompareSettings | None = None,
          base_env: dict | None = None, head_env: dict | None = None) -> tuple[int, str]:
     """Write both runs, run `bench compare` on them; (exit code, everything printed)."""
     a = write_json(tmp_path / "base.json", results_json(base, **(base_env or {})))
     b = write_json(tmp_path / "head.json", results_json(head, **(head_env or {})))
     out = io.StringIO()
-    code = run(a, b, options or CompareOptions(), Console(file=out, width=250))
+    code = run(a, b, options or CompareSettings(), OutputOptions(), Console(file=out, width=250))
     return code, out.getvalue()
 
 
@@ -219,7 +210,7 @@ def test_smaller_parameter_count_is_reported_but_passes(tmp_path: Path) -> None:
 def test_threshold_override_relaxes_the_time_rule(tmp_path: Path) -> None:
     head = standard_run(noise_seed=1)
     scale_samples(find(head, "dogbreed_cnn"), 1.25)
-    code, out = _run(tmp_path, standard_run(), head, CompareOptions(thresholds={"time_forward_s": 0.5}))
+    code, out = _run(tmp_path, standard_run(), head, CompareSettings(thresholds={"time_forward_s": 0.5}))
     assert code == 0, out
     assert "thresholds overridden: time_forward_s=0.5" in out
 
@@ -272,7 +263,7 @@ def test_noisy_machine_back_to_back_exits_0_and_says_why(tmp_path: Path) -> None
     assert code == 0, out
     assert "time noise between these runs: moves within forward ±" in out and "inconclusive" in out
     # the floor is what keeps it green: without it the same pair "regresses"
-    code, out = _run(tmp_path, base, head, CompareOptions(noise_z=0))
+    code, out = _run(tmp_path, base, head, CompareSettings(noise_z=0))
     assert code == 1, out
 
 
@@ -307,7 +298,7 @@ def test_quiet_machine_quarter_slower_exits_1_naming_case_and_metric(tmp_path: P
 def test_explicit_threshold_is_not_widened_by_the_noise(tmp_path: Path) -> None:
     base, head = _pair(NOISY)
     scale_samples(find(head, "case_03"), 1.6, ("forward",))
-    code, out = _run(tmp_path, base, head, CompareOptions(thresholds={"time_forward_s": 0.10}))
+    code, out = _run(tmp_path, base, head, CompareSettings(thresholds={"time_forward_s": 0.10}))
     assert code == 1 and "test_step[case_03] (time_forward_s)" in out, out
 
 
@@ -329,7 +320,7 @@ def test_noise_in_json_and_cli_flag(tmp_path: Path, capsys: pytest.CaptureFixtur
 def _status(tmp_path: Path, base: list, head: list, name: str, **kw) -> tuple[int, str, object]:
     code, out = _run(tmp_path, base, head, **kw)
     c = compare_runs(load_results(tmp_path / "base.json"), load_results(tmp_path / "head.json"),
-                     kw.get("options", CompareOptions()))
+                     kw.get("options", CompareSettings()))
     return code, out, next(b for b in c.benchmarks if b.name == name)
 
 
@@ -436,9 +427,9 @@ def test_accuracy_tolerance_when_seeds_differ(tmp_path: Path) -> None:
 
 def test_accuracy_threshold_override_beats_exactness(tmp_path: Path) -> None:
     keys = ("accuracy_test", "accuracy_val", "accuracy_test_deformed")  # the factory moves all three
-    code, _ = _run(tmp_path, *_acc_pair(0.005), CompareOptions(thresholds={k: 0.01 for k in keys}))
+    code, _ = _run(tmp_path, *_acc_pair(0.005), CompareSettings(thresholds={k: 0.01 for k in keys}))
     assert code == 0
-    code, out = _run(tmp_path, *_acc_pair(0.005), CompareOptions(thresholds={"accuracy_test": 0.01}))
+    code, out = _run(tmp_path, *_acc_pair(0.005), CompareSettings(thresholds={"accuracy_test": 0.01}))
     assert code == 1 and "accuracy_val" in out
 
 
@@ -460,7 +451,7 @@ def test_different_profiles_exit_3(tmp_path: Path) -> None:
 
 def test_allow_incomparable_compares_with_a_loud_warning(tmp_path: Path) -> None:
     head = standard_run(1, device="cuda")
-    code, out = _run(tmp_path, standard_run(), head, CompareOptions(allow_incomparable=True),
+    code, out = _run(tmp_path, standard_run(), head, CompareSettings(allow_incomparable=True),
                      head_env={"device": "cuda"})
     assert code == 0, out
     assert "RUNS ARE NOT COMPARABLE" in out
@@ -469,7 +460,7 @@ def test_allow_incomparable_compares_with_a_loud_warning(tmp_path: Path) -> None
 def test_allow_incomparable_still_exits_1_on_regression(tmp_path: Path) -> None:
     head = standard_run(1, device="cuda")
     find(head, "dogbreed_cnn").params_total += 1
-    code, _ = _run(tmp_path, standard_run(), head, CompareOptions(allow_incomparable=True),
+    code, _ = _run(tmp_path, standard_run(), head, CompareSettings(allow_incomparable=True),
                    head_env={"device": "cuda"})
     assert code == 1
 
@@ -547,11 +538,11 @@ def regressed(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_outputs_written(tmp_path: Path, regressed: tuple[Path, Path]) -> None:
     md, js, page = tmp_path / "out" / "summary.md", tmp_path / "out" / "c.json", tmp_path / "out" / "c.html"
-    code = run(*regressed, CompareOptions(markdown=md, json=js, html=page), Console(file=io.StringIO()))
+    code = run(*regressed, CompareSettings(), OutputOptions(markdown=md, json=js, html=page), Console(file=io.StringIO()))
     assert code == 1
     text = md.read_text()
     assert text.startswith("## archbench: ❌ REGRESSION (exit 1)")
-    assert "| test_step[dogbreed_cnn] | regressed |" in text and "---:" in text
+    assert "| `test_step[dogbreed_cnn]` | regressed |" in text and "---:" in text
     data = json.loads(js.read_text())
     assert data["exit_code"] == 1 and data["counts"]["regressed"] == 2
     step = next(b for b in data["benchmarks"] if b["name"] == "test_step[dogbreed_cnn]")

@@ -171,7 +171,7 @@ def runs(tmp_path: Path) -> tuple[Path, Path]:
 @needs_chromium
 def test_compare_page_draws_every_chart_offline(runs: tuple[Path, Path], tmp_path: Path) -> None:
     page = tmp_path / "compare.html"
-    code = compare.run(*runs, compare.CompareOptions(html=page))
+    code = compare.run(*runs, output=compare.OutputOptions(html=page))
     assert code == 1
     base, head = (load_results(p) for p in runs)
     figures = charts.figures(charts.run_charts([("base", base), ("head", head)]))

@@ -59,5 +59,5 @@ def test_table_renders_units_and_report_numbers() -> None:
     console = Console(file=io.StringIO(), width=250)
     console.print(listing.table(rows))
     text = console.file.getvalue()
-    assert "params [M]" in text and "MACs [G]" in text
+    assert "params (M)" in text and "MACs (G)" in text
     assert "dogbreed_dsc" in text and "0.075" in text and "74,663" in text

@@ -10,9 +10,9 @@ from results_factory import results_json, standard_run, write_json, write_result
 from rich.console import Console
 
 from bench import cli
-from bench.compare import CompareOptions, compare_runs
 from bench.merge import MergeOptions, run
 from bench.results import load_results
+from bench.verdicts import CompareSettings, compare_runs
 
 
 def _split(tmp_path: Path, **second_env: object) -> tuple[Path, Path]:
@@ -52,7 +52,7 @@ def test_merged_file_compares_against_a_whole_run(tmp_path: Path) -> None:
     out = tmp_path / "merged.json"
     assert _merge([a, b], out)[0] == 0
     whole = write_results(tmp_path / "whole.json", standard_run(1))
-    c = compare_runs(load_results(whole), load_results(out), CompareOptions())
+    c = compare_runs(load_results(whole), load_results(out), CompareSettings())
     assert c.exit_code == 0 and len(c.benchmarks) == 10
 
 
