@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import Progress
@@ -16,7 +16,9 @@ from rich.progress import Progress
 from bench.metrics import METRICS
 from bench.options import add_argparse_option
 from bench.present import Column, FittedTable, TableSpec, make_console
-from suites.registry import Case, get_case, registry
+
+if TYPE_CHECKING:  # suites imports torch (0.9 s, 700 MB): only `bench list` itself needs it
+    from suites.registry import Case
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ def measure(case: Case) -> CaseRow:
 
 def select(patterns: Sequence[str], suites: Sequence[str]) -> list[Case]:
     """Cases by glob and suite; an exact ``resnet50_dcn_abcd`` outside the registry is built too."""
+    from suites.registry import get_case, registry
+
     cases = registry().select(patterns, suites)
     for name in patterns:
         if name.startswith("resnet50_dcn_") and not any(c in name for c in "*?[") and name not in registry():
