@@ -349,8 +349,19 @@ def _suite_modules() -> Mapping[str, str]:
     return SUITE_MODULES
 
 
+#: Beyond this many cases per run a page of per-case charts is neither drawable nor readable (ten
+#: thousand boxplots take a minute and gigabytes to build); the tables still list every case.
+MAX_CHART_CASES = 500
+
+
 def run_charts(runs: Sequence[Run], cost: str = "macs") -> list[Block]:
     """Every chart for ``runs``, with headings, and a note wherever a chart has nothing to draw."""
+    largest = max((len({b.record.case for b in results}) for _, results in runs), default=0)
+    if largest > MAX_CHART_CASES:
+        return ["<h2>Charts</h2>", _omitted(
+            f"{largest} cases in one run, more than the {MAX_CHART_CASES} a page of charts can hold; "
+            "bench report of a subset draws them"
+        )]
     blocks: list[Block] = ["<h2>Accuracy against cost</h2>"]
     fig = accuracy_vs_cost(runs, cost)
     blocks.append(fig if fig is not None else _omitted("no case has both an accuracy and a cost"))

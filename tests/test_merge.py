@@ -80,7 +80,7 @@ def test_different_devices_exit_3_unless_allowed(tmp_path: Path) -> None:
     code, text = _merge([a, b], out)
     assert code == 3 and "device" in text and str(b) in text and not out.exists()
     code, text = _merge([a, b], out, allow=True)
-    assert code == 0 and "different device" in text
+    assert code == 0 and "not comparable (--allow-incomparable): device" in text
     assert load_results(out).devices == {"cpu", "cuda"}
 
 
