@@ -46,6 +46,7 @@ from bench.present import (
 )
 from bench.results import Results, ResultsError, load_results
 from bench.verdicts import (
+    PAIRED_TEST,
     BenchmarkComparison,
     CompareSettings,
     Comparison,
@@ -132,11 +133,16 @@ def _summary_note(b: BenchmarkComparison) -> str:
     return "; ".join(parts)
 
 
-def rule_text(metric: Metric, floor: float = 0.0) -> str:
-    """The rule ``metric`` was judged by, in words (thresholds as applied)."""
+def rule_text(metric: Metric, floor: float = 0.0, *, paired: bool = False, explicit: bool = False) -> str:
+    """The rule ``metric`` was judged by, in words (thresholds as applied). ``paired``: judged on
+    rounds measured in alternation (``explicit``: the threshold came from ``--threshold``)."""
     rule = metric.rule
     if isinstance(rule, Exact):
         return "exact"
+    if isinstance(rule, TimeRule) and paired:
+        threshold = rule.rel if explicit else rule.paired_rel
+        return (f"paired rounds: Hodges–Lehmann ratio ±{threshold:.0%} and signed-rank p < {rule.paired_alpha:g}, "
+                "Holm-corrected over the run's time metrics")
     if isinstance(rule, TimeRule):
         noise = f", beyond the noise between the runs (±{floor:.0%})" if floor > rule.rel else ""
         return (
@@ -151,6 +157,10 @@ def rule_text(metric: Metric, floor: float = 0.0) -> str:
     if rule.abs:
         parts.append(f"±{rule.abs * metric.scale:g} {metric.unit}")
     return " and ".join(parts) or "any change"
+
+
+def _is_paired(d: MetricDelta) -> bool:
+    return d.test == PAIRED_TEST
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,7 +263,8 @@ def change_tables(c: Comparison, *, show_all: bool = False, limit: int | None = 
         left_counts: dict[str, int] = {}
         for r in left:
             left_counts[r.delta.verdict] = left_counts.get(r.delta.verdict, 0) + 1
-        rule = rule_text(applied, c.floors.get(metric.key, 0.0))
+        rule = rule_text(applied, c.floors.get(metric.key, 0.0), paired=_is_paired(candidates[0].delta),
+                         explicit=metric.key in c.thresholds)
         tables.append(TableSpec(f"{metric.label} [{metric.key}] — rule: {rule}", columns, rows,
                                 footer=_left_out_text(left_counts, "more")))
     return tables
@@ -301,8 +312,14 @@ def warnings_of(c: Comparison) -> list[Message]:
         out.append(Message(
             Level.INFO, "thresholds overridden: " + ", ".join(f"{k}={v:g}" for k, v in c.thresholds.items())
         ))
+    if c.paired is not None:
+        out.append(Message(
+            Level.INFO,
+            f"base and head were measured in alternation (bench ab, pairing {', '.join(i[:8] for i in c.paired.ids)}): "
+            f"{c.paired.family} time metrics judged on their paired rounds, Holm-corrected together",
+        ))
     text = noise_text(c)
-    if text:
+    if text and c.paired is None:
         out.append(Message(Level.WARNING, text))
     return out
 
@@ -393,7 +410,8 @@ def _run_text(r: Results) -> str:
     return ", ".join(x for x in (r.env.device, r.env.device_name or "", r.env.profile, commit) if x)
 
 
-def _benchmark_json(b: BenchmarkComparison, floors: Mapping[str, float]) -> dict[str, Any]:
+def _benchmark_json(b: BenchmarkComparison, c: Comparison) -> dict[str, Any]:
+    floors = c.floors
     return {
         "name": b.name,
         "status": b.status.value,
@@ -412,7 +430,8 @@ def _benchmark_json(b: BenchmarkComparison, floors: Mapping[str, float]) -> dict
                 "p_value": d.p_value,
                 "test": d.test or None,
                 "verdict": d.verdict,
-                "rule": rule_text(d.metric, floors.get(d.key, 0.0)),
+                "rule": rule_text(d.metric, floors.get(d.key, 0.0), paired=_is_paired(d),
+                                  explicit=d.key in c.thresholds),
                 "note": d.note,
             }
             for d in b.metrics
@@ -442,7 +461,7 @@ def _json_envelope(c: Comparison) -> dict[str, Any]:
 
 def to_json(c: Comparison) -> dict[str, Any]:
     """Every verdict, as a JSON object (``benchmarks`` last)."""
-    return {**_json_envelope(c), "benchmarks": [_benchmark_json(b, c.floors) for b in c.benchmarks]}
+    return {**_json_envelope(c), "benchmarks": [_benchmark_json(b, c) for b in c.benchmarks]}
 
 
 def json_chunks(c: Comparison) -> Iterator[str]:
@@ -451,7 +470,7 @@ def json_chunks(c: Comparison) -> Iterator[str]:
     head = json.dumps(_json_envelope(c), indent=2, allow_nan=False, ensure_ascii=False)
     yield head[:-2] + ',\n  "benchmarks": ['
     for i, b in enumerate(c.benchmarks):
-        yield ("," if i else "") + "\n    " + json.dumps(_benchmark_json(b, c.floors), allow_nan=False,
+        yield ("," if i else "") + "\n    " + json.dumps(_benchmark_json(b, c), allow_nan=False,
                                                          ensure_ascii=False)
     yield "\n  ]\n}\n"
 
@@ -467,7 +486,8 @@ def to_html(c: Comparison, *, cost: str = "macs", limit: int | None = HTML_ROWS)
          f"<code>{html.escape(c.head.path)}</code> ({html.escape(_run_text(c.head))})</p>"),
     ]
     for m in warnings_of(c):
-        blocks.append(f"<p class='{m.level.value}'>{html.escape(m.text)}</p>")
+        css = "note" if m.level is Level.INFO else "warning"  # charts.page styles .warning
+        blocks.append(f"<p class='{css} level-{m.level.value}'>{html.escape(m.text)}</p>")
     if not c.blocked:
         blocks.append(summary_table(c, show_all=True, limit=limit).to_html())
         blocks += [t.to_html() for t in change_tables(c, limit=limit)]

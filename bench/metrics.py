@@ -44,6 +44,13 @@ class TimeRule:
     abs_floor: float = 1e-4
     alpha: float = 0.01
     noise_z: float = 7.0
+    #: Runs measured in alternation (``bench ab``) are judged on their paired rounds instead: a
+    #: regression when the Hodges–Lehmann estimate of the paired ratio moved past ``paired_rel`` and the
+    #: signed-rank test, Holm-corrected over every time metric of the run, gives p < ``paired_alpha``.
+    #: The noise between runs cancels out of a pair, so the threshold can sit below ``rel``: see README
+    #: "Catching regressions" for the A/A moves that set it.
+    paired_rel: float = 0.05
+    paired_alpha: float = 0.05
     kind: Literal["time"] = "time"
 
     def noise_floor(self, sigma: float) -> float:

@@ -83,6 +83,9 @@ class Record:
     loss_test_deformed: float | None = None
     #: One dict per epoch: {"epoch", "loss_train", "accuracy_train", "loss_val", "accuracy_val", "seconds"}.
     curve: list[dict[str, float]] | None = None
+    #: Set by ``bench ab``: {"id": shared run id, "side": "base"|"head", "order": "ABBA"}; rounds of the
+    #: two sides with one id are measured in alternation, index by index.
+    pairing: dict[str, Any] | None = None
     schema: int = SCHEMA_VERSION
 
     def set_samples(self, name: str, samples: list[float]) -> None:

@@ -18,9 +18,10 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from bench.metrics import METRICS, Exact, Metric, TimeRule, Tolerance
+from bench.paired import PairedTest, holm, paired_test
 from bench.present import EXIT_INCOMPARABLE, EXIT_OK, EXIT_REGRESSION
 from bench.results import Benchmark, Environment, Results
 from bench.stats import TimeNoise, mann_whitney, time_noise
@@ -160,6 +161,8 @@ class Comparison:
     noise: TimeNoise | None = None
     #: Per time metric, the relative move the noise explains (:func:`noise_floor`), as applied.
     floors: Mapping[str, float] = field(default_factory=dict)
+    #: Runs measured in alternation (``bench ab``): how their time metrics were judged; else ``None``.
+    paired: PairedJudging | None = None
 
     @property
     def thresholds(self) -> Mapping[str, float]:
@@ -427,6 +430,9 @@ def compare_runs(base: Results, head: Results, settings: CompareSettings = Compa
         m.key: noise_floor(m, noise, settings.thresholds, settings.noise_z)
         for m in METRICS.values() if isinstance(m.rule, TimeRule)
     }
+    paired = paired_judging(base, head, settings.thresholds) if settings.judge_for is None else None
+    if paired is not None:
+        settings = replace(settings, judge_for=paired.judge_for)
     names = list(base.benchmarks) + [n for n in head.benchmarks if n not in base.benchmarks]
     results = tuple(
         compare_benchmark(
@@ -435,11 +441,130 @@ def compare_runs(base: Results, head: Results, settings: CompareSettings = Compa
         )
         for name in names
     )
-    return replace(blocked, benchmarks=results, noise=noise, floors=floors)
+    return replace(blocked, benchmarks=results, noise=noise, floors=floors, paired=paired)
+
+
+# ----------------------------------------------------------------------------------------------------
+# paired rounds (bench ab)
+# ----------------------------------------------------------------------------------------------------
+
+
+def paired_sides(base: Benchmark, head: Benchmark) -> str | None:
+    """The pairing id when both records were measured in alternation by one ``bench ab`` run, on
+    opposite sides; else ``None``."""
+    b, h = base.record.pairing, head.record.pairing
+    if not b or not h or b.get("id") is None or b.get("id") != h.get("id") or b.get("side") == h.get("side"):
+        return None
+    return str(b["id"])
+
+
+def _paired_samples(base: Benchmark, head: Benchmark, metric: Metric) -> tuple[list[float], list[float]] | None:
+    if not isinstance(metric.rule, TimeRule) or metric.samples_key is None or paired_sides(base, head) is None:
+        return None
+    bs, hs = getattr(base.record, metric.samples_key), getattr(head.record, metric.samples_key)
+    if not bs or not hs or len(bs) != len(hs) or len(bs) < 2 or min(*bs, *hs) <= 0:
+        return None
+    return list(bs), list(hs)
+
+
+@dataclass(frozen=True)
+class PairedJudging:
+    """Every paired time metric of two runs, tested at once so that the p-values can be corrected for
+    their number (Holm), and the :data:`Judge` that reads the result per benchmark and metric."""
+
+    tests: Mapping[tuple[str, str], PairedTest]  # (benchmark, metric) → test
+    adjusted: Mapping[tuple[str, str], float]  # Holm-adjusted p-values
+    thresholds: Mapping[str, float]
+    ids: tuple[str, ...]
+
+    @property
+    def family(self) -> int:
+        """How many time metrics were judged together (the Holm family)."""
+        return len(self.tests)
+
+    def judge_for(self, base: Benchmark, head: Benchmark, metric: Metric) -> Judge:
+        key = (base.name, metric.key)
+        if key not in self.tests:
+            return evaluate_metric
+        test, adjusted = self.tests[key], self.adjusted[key]
+
+        def judge(metric: Metric, b: float | None, h: float | None, *_: object, **__: object) -> MetricDelta:
+            return evaluate_paired(metric, b, h, test, adjusted, self.family, explicit=metric.key in self.thresholds)
+
+        return judge
+
+
+def paired_judging(base: Results, head: Results, thresholds: Mapping[str, float] = {}) -> PairedJudging | None:
+    """The paired tests of every time metric whose two records share a ``bench ab`` pairing, or
+    ``None`` when no benchmark of the two runs is paired."""
+    tests: dict[tuple[str, str], PairedTest] = {}
+    ids: set[str] = set()
+    for name, b in base.benchmarks.items():
+        h = head.benchmarks.get(name)
+        if h is None or not (b.ok and h.ok):
+            continue
+        for metric in METRICS.values():
+            samples = _paired_samples(b, h, metric)
+            if samples is not None:
+                tests[(name, metric.key)] = paired_test(*samples)
+                ids.add(str(paired_sides(b, h)))
+    if not tests:
+        return None
+    keys = list(tests)
+    adjusted = dict(zip(keys, holm([tests[k].p_value for k in keys])))
+    return PairedJudging(tests, adjusted, dict(thresholds), tuple(sorted(ids)))
+
+
+#: How :attr:`MetricDelta.test` names a verdict on paired rounds.
+PAIRED_TEST = "Wilcoxon signed-rank, paired rounds, Holm"
+
+
+def evaluate_paired(
+    metric: Metric, base: float | None, head: float | None, test: PairedTest, adjusted_p: float, family: int,
+    *, explicit: bool = False,
+) -> MetricDelta:
+    """One time metric judged on its paired rounds: regressed (or improved) when the estimated ratio
+    moved past the threshold and the Holm-corrected signed-rank p is below ``paired_alpha``. Every
+    verdict names the interval and the smallest slowdown this many pairs would have caught."""
+    rule = metric.rule
+    assert isinstance(rule, TimeRule)
+    threshold = rule.rel if explicit else rule.paired_rel
+    change = test.change
+    lo, hi = test.interval
+    detectable = test.detectable(rule.paired_alpha / max(1, family))
+    catch = (f"would have caught ≥ {max(threshold, detectable):.0%}" if detectable is not None
+             else f"{test.n} pairs cannot reach p < {rule.paired_alpha:g} over {family} metrics")
+    told = f"paired {change:+.1%} (95% CI {lo:+.1%} to {hi:+.1%}, n={test.n}, Holm p={adjusted_p:.2g})"
+    common: dict[str, Any] = {"rel": change, "p_value": adjusted_p, "test": PAIRED_TEST}
+    if abs(change) > threshold and adjusted_p < rule.paired_alpha:
+        return MetricDelta(metric, base, head, "regressed" if change > 0 else "improved", note=told, **common)
+    if abs(change) > threshold:
+        return MetricDelta(metric, base, head, "inconclusive", note=f"{told}: past ±{threshold:.0%} but not significant",
+                           **common)
+    small = "; significant, but within" if adjusted_p < rule.paired_alpha else "; within"
+    return MetricDelta(metric, base, head, "unchanged", note=f"{told}{small} ±{threshold:.0%}; {catch}",
+                       **common)
 
 
 __all__ = [
-    "BenchmarkComparison", "CompareSettings", "Comparison", "Judge", "JudgeFor", "MetricDelta", "Status",
-    "Verdict", "compare_benchmark", "compare_runs", "effective_metric", "environment_differences",
-    "evaluate_metric", "noise_floor", "parse_threshold", "reproducible_env",
+    "BenchmarkComparison",
+    "CompareSettings",
+    "Comparison",
+    "Judge",
+    "JudgeFor",
+    "MetricDelta",
+    "PairedJudging",
+    "Status",
+    "Verdict",
+    "compare_benchmark",
+    "compare_runs",
+    "effective_metric",
+    "environment_differences",
+    "evaluate_metric",
+    "evaluate_paired",
+    "noise_floor",
+    "paired_judging",
+    "paired_sides",
+    "parse_threshold",
+    "reproducible_env",
 ]
