@@ -60,14 +60,11 @@ def measure(case: Case) -> CaseRow:
 
 
 def select(patterns: Sequence[str], suites: Sequence[str]) -> list[Case]:
-    """Cases by glob and suite; an exact ``resnet50_dcn_abcd`` outside the registry is built too."""
-    from suites.registry import get_case, registry
+    """Cases by glob and suite; an exact name a suite builds on demand (e.g. any ``resnet50_dcn_abcd``)
+    is included too."""
+    from suites.registry import registry
 
-    cases = registry().select(patterns, suites)
-    for name in patterns:
-        if name.startswith("resnet50_dcn_") and not any(c in name for c in "*?[") and name not in registry():
-            cases.append(get_case(name))
-    return cases
+    return registry().select(patterns, suites)
 
 
 def _claimed(row: CaseRow) -> str:

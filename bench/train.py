@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 from bench.data import Splits, derive_seed, labels_of
 from bench.objectives import Batch, classification_loss, compute_loss, make_optimizer, trainable_parameters
 from bench.profiles import Profile
-from suites.registry import Case, Stage
+from suites.case import Case, Stage
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test", "test_deformed")
 

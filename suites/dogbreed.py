@@ -1,5 +1,7 @@
-"""Report 001 (``001_c4cf654d12bd4853.txt``): a small CNN for 7 dog breeds, its depthwise-separable and
-deformable variants, and the MobileNet v1 family the report sets out to re-implement.
+"""Report 001, "CSC413 Group45 Final Project" (Vanessa Yu, Zuoyu Wang, Yixuan Chen, University of
+Toronto): a small CNN for 7 dog breeds, its depthwise-separable and deformable variants, and the
+MobileNet v1 family the report sets out to re-implement. docs/cases.md, "Report 001", has the cases and
+where each number comes from.
 
 The three report networks (§4.2 and the Appendix structure tables) share one layout, 7 conv layers
 with channels 32,32,64,64,128,128,256 and stride 2 on layers 1,3,5,7, then global average pool,
@@ -27,12 +29,13 @@ from collections import OrderedDict
 
 from torch import nn
 
+from suites.case import Case, Regime, Reported, Stage
 from suites.layers import DCNv1, DepthwiseSeparable, MobileNetV1
-from suites.registry import Case, Regime, Reported, Stage
 
-__all__ = ["CASES", "DOGBREED_LAYERS", "build_dogbreed", "build_mobilenet_v1"]
+__all__ = ["CASES", "DOGBREED_LAYERS", "REPORT", "SUITE", "build_dogbreed", "build_mobilenet_v1"]
 
 SUITE = "dogbreed"
+REPORT = "001: 'CSC413 Group45 Final Project', Vanessa Yu, Zuoyu Wang, Yixuan Chen (University of Toronto)"
 
 #: (output channels, stride) of the 7 conv layers — report 001 §4.2.1 and Appendix
 #: "DogBreedClassificationCNN Structure" (Conv2d-1 … Conv2d-19).
@@ -151,6 +154,7 @@ def _dogbreed_case(variant: str, description: str) -> Case:
         reported=_dogbreed_reported(variant),
         description=description,
         log_probs=True,
+        report=REPORT,
     )
 
 
@@ -196,6 +200,7 @@ def _mobilenet_case(alpha: float, size: int, top1: float, mult_adds_m: int, para
             "accuracy is ImageNet top-1",
         ),
         description=f"MobileNet v1, width multiplier {alpha}, input {size} (report 001's reference model)",
+        report=REPORT,
     )
 
 

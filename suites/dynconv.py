@@ -1,5 +1,7 @@
-"""Report 002 (``002_bf1d37b3c58729d2.txt``): a dynamic convolution that takes a variable number of input
-channels, and a compact attention + deformable CNN against ResNet-34 (TinyImageNet, 50 classes).
+"""Report 002, "Image Classification with Multiple Models and Features" (RE50800 Deep Learning, HW2;
+侯登耀): a dynamic convolution that takes a variable number of input channels, and a compact attention +
+deformable CNN against ResNet-34 (TinyImageNet, 50 classes). docs/cases.md, "Report 002", has the cases
+and where each number comes from.
 
 Both tasks resize images to 124×124 (§3.1, §6.1), so every case's native input is 124. Regime (§3.3,
 §6.3): Adam, cross-entropy, 30 epochs; the learning rate is not stated (1e-3 assumed).
@@ -48,14 +50,16 @@ import functools
 import torchvision
 from torch import Tensor, nn
 
+from suites.case import Builder, Case, Regime, Reported, Stage
 from suites.layers import CBAM, AttentionGate, DCNv2, VariableInputConv, conv_output_size
-from suites.registry import Builder, Case, Regime, Reported, Stage
 
 __all__ = [
     "CASES",
     "COMPACT_PARAMS",
+    "REPORT",
     "RESNET18_PARAMS",
     "RESNET34_PARAMS",
+    "SUITE",
     "VARCONV_PARAMS",
     "CompactDCNCBAM",
     "build_compact_dcn_cbam",
@@ -64,6 +68,7 @@ __all__ = [
 ]
 
 SUITE = "dynconv"
+REPORT = "002: 'Image Classification with Multiple Models and Features', RE50800 Deep Learning HW2, 侯登耀"
 NUM_CLASSES = 50
 INPUT_SIZE = 124
 
@@ -154,6 +159,7 @@ def _case(name: str, builder: Builder, reported: Reported, description: str) -> 
         regime=REGIME,
         reported=reported,
         description=description,
+        report=REPORT,
     )
 
 

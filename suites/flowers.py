@@ -1,5 +1,7 @@
-"""Report 003 (``003_3aea9f0c14bd0588.txt``): EfficientNet-B0, ViT-B/16 and ResNet-18 variants on
-Flowers102 (102 classes, input 224).
+"""Report 003, "SC4001: Neural Network & Deep Learning, Group Project" (Darren Choo Jian Hao, Gan Hao Yi,
+Foo Jin Rui, Nanyang Technological University): EfficientNet-B0, ViT-B/16 and ResNet-18 variants on
+Flowers102 (102 classes, input 224). docs/cases.md, "Report 003", has the cases and where each number
+comes from.
 
 * EfficientNet-B0 (torchvision): frozen (classifier only) and full fine-tune; ``_eca`` replaces the
   SqueezeExcitation of every MBConv block by :class:`~suites.layers.ECA` on the same channels (§2.2).
@@ -29,11 +31,13 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.ops.misc import SqueezeExcitation
 
+from suites.case import Builder, Case, Regime, Reported, Stage
 from suites.layers import ECA, DCNv1, freeze_except
-from suites.registry import Builder, Case, Regime, Reported, Stage
 
 __all__ = [
     "CASES",
+    "REPORT",
+    "SUITE",
     "Conv1PlusDeform",
     "build_efficientnet_b0",
     "build_resnet18",
@@ -42,6 +46,8 @@ __all__ = [
 ]
 
 SUITE = "flowers"
+REPORT = ("003: 'SC4001: Neural Network & Deep Learning, Group Project', Darren Choo Jian Hao, Gan Hao Yi, "
+          "Foo Jin Rui (Nanyang Technological University)")
 NUM_CLASSES = 102
 INPUT_SIZE = 224
 _DATASET = "Flowers102"
@@ -149,6 +155,7 @@ def _case(name: str, builder: Builder, regime: Regime, reported: Reported, descr
         regime=regime,
         reported=reported,
         description=description,
+        report=REPORT,
     )
 
 

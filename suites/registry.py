@@ -1,11 +1,9 @@
-"""Cases and the registry that names them.
+"""The registry that names the cases.
 
-A *case* is what the suite measures: an architecture builder, the training regime the report used
-(which parameters train, which loss, which optimiser and schedule), the native input and class count,
-and the report's own numbers kept as data next to their source table.
-
-Suite modules expose a tuple ``CASES``; nothing is registered as a side effect of importing them.
-:func:`registry` gathers them once and refuses duplicate names.
+A suite module exports a tuple ``CASES`` and, if it builds further configurations on demand, a
+:data:`~suites.case.Resolver` called ``resolve``; nothing is registered as a side effect of importing
+it. :func:`registry` gathers the modules the ``suites`` package lists, once, and refuses duplicate
+names. This module names no suite.
 """
 
 from __future__ import annotations
@@ -13,120 +11,45 @@ from __future__ import annotations
 import fnmatch
 import functools
 import importlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Iterable, Iterator, Mapping
+from types import ModuleType
+from typing import Any
 
-from torch import nn
+# Re-exported: the case types lived here before suites/case.py, and bench imports them from here.
+from suites.case import Builder, Case, Loss, Optimizer, Regime, Reported, Resolver, Schedule, Stage
 
-#: Suite modules, one per report in ``shared/seeds/`` (module name → report file).
-SUITE_MODULES: Mapping[str, str] = {
-    "resnet50_dcn": "000_699cf4a7a57d9031.txt",
-    "dogbreed": "001_c4cf654d12bd4853.txt",
-    "dynconv": "002_bf1d37b3c58729d2.txt",
-    "flowers": "003_3aea9f0c14bd0588.txt",
-}
+__all__ = [
+    "Builder", "Case", "Loss", "Optimizer", "Regime", "Registry", "Reported", "Resolver", "Schedule",
+    "Stage", "get_case", "registry",
+]
 
-#: A builder makes a fresh, randomly initialised model with the case's regime applied
-#: (``requires_grad`` already set). ``image_size`` matters only for architectures whose parameters
-#: depend on it (ViT position embeddings, LayerNorm over (C, H, W)).
-Builder = Callable[..., nn.Module]
-
-Loss = Literal["cross_entropy", "nll", "tcel"]
-Optimizer = Literal["adam", "adamw", "sgd"]
-Schedule = Literal["constant", "one_cycle"]
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of a staged schedule; ``fraction`` is its share of the training budget."""
-
-    fraction: float
-    lr: float
-    schedule: Schedule = "constant"
-
-
-@dataclass(frozen=True)
-class Regime:
-    """How the report trained the case. Stages are scaled to the profile's budget by ``bench``."""
-
-    loss: Loss
-    optimizer: Optimizer
-    stages: tuple[Stage, ...]
-    weight_decay: float = 0.0
-    grad_clip: float | None = None
-    #: Early-stopping patience in epochs, where the report used it.
-    patience: int | None = None
-    #: Margin of the triplet term, only for ``loss == "tcel"``.
-    triplet_margin: float = 1.0
-    #: One line naming where in the report this comes from.
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        total = sum(s.fraction for s in self.stages)
-        if not self.stages or abs(total - 1.0) > 1e-9:
-            raise ValueError(f"regime stages must have fractions summing to 1, got {total}")
-
-
-@dataclass(frozen=True)
-class Reported:
-    """Numbers as the report states them. ``None`` where the report gives none.
-
-    ``accuracy`` and ``seconds_per_epoch`` are keyed by dataset name; accuracy is a fraction in [0, 1].
-    ``gflops`` is kept verbatim, in the report's own (often unstated) convention.
-    """
-
-    source: str
-    params: int | None = None
-    params_approx: float | None = None  # when the report gives only e.g. "1.109M"
-    accuracy: Mapping[str, float] = field(default_factory=dict)
-    seconds_per_epoch: Mapping[str, float] = field(default_factory=dict)
-    gflops: float | None = None
-    mult_adds: int | None = None  # MobileNet's paper states mult-adds, not FLOPs
-    note: str = ""
-    #: Every other number the report gives for the case (losses, train/validation accuracy, other
-    #: schedules, per-channel-subset accuracy), keyed by a short self-describing name such as
-    #: ``"test_loss/CIFAR-10"``; accuracies as fractions.
-    extra: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Case:
-    """One measured architecture under one regime."""
-
-    name: str
-    suite: str
-    builder: Builder
-    input_size: int
-    in_channels: int
-    num_classes: int
-    regime: Regime
-    reported: Reported
-    description: str = ""
-    #: Whether the model ends in LogSoftmax (then the loss is NLL, and accuracy reads argmax the same).
-    log_probs: bool = False
-
-    def build(self, num_classes: int | None = None, image_size: int | None = None) -> nn.Module:
-        """A fresh model for this case (native classes and input size unless given)."""
-        return self.builder(
-            num_classes=self.num_classes if num_classes is None else num_classes,
-            image_size=self.input_size if image_size is None else image_size,
-        )
-
-    @property
-    def report(self) -> str:
-        return SUITE_MODULES[self.suite]
+_GLOB_CHARS = frozenset("*?[")
 
 
 class Registry(Mapping[str, Case]):
-    """Cases by name, in suite order. Refuses two cases with one name."""
+    """Cases by name, in suite order. Refuses two cases with one name.
 
-    def __init__(self, cases: Iterable[Case]) -> None:
+    As a mapping it holds the listed cases only; :meth:`get_case` and :meth:`select` also ask the
+    ``resolvers`` for exact names the mapping does not hold.
+    """
+
+    def __init__(self, cases: Iterable[Case], resolvers: Iterable[Resolver] = ()) -> None:
         self._cases: dict[str, Case] = {}
         for case in cases:
             if case.name in self._cases:
                 raise ValueError(f"duplicate case name {case.name!r} (suite {case.suite!r})")
             self._cases[case.name] = case
+        self._resolvers = tuple(resolvers)
+        self._reports: dict[str, str] = {}
+        for case in self._cases.values():
+            self._reports.setdefault(case.suite, case.report)
+
+    @classmethod
+    def from_modules(cls, modules: Iterable[ModuleType]) -> Registry:
+        """The cases of suite modules (their ``CASES``), with each module's ``resolve`` if it has one."""
+        modules = list(modules)
+        resolvers = [m.resolve for m in modules if callable(getattr(m, "resolve", None))]
+        return cls((case for m in modules for case in m.CASES), resolvers)
 
     def __getitem__(self, name: str) -> Case:
         try:
@@ -140,38 +63,67 @@ class Registry(Mapping[str, Case]):
     def __len__(self) -> int:
         return len(self._cases)
 
+    @property
+    def suites(self) -> tuple[str, ...]:
+        """The suites of the listed cases, in registry order."""
+        return tuple(self._reports)
+
+    @property
+    def reports(self) -> Mapping[str, str]:
+        """Suite → the report its cases come from (:attr:`Case.report`), in registry order."""
+        return dict(self._reports)
+
+    def get_case(self, name: str) -> Case:
+        """The listed case ``name``, else the one a resolver builds (KeyError if none does)."""
+        if name in self._cases:
+            return self._cases[name]
+        for resolve in self._resolvers:
+            case = resolve(name)
+            if case is not None:
+                if case.name != name:
+                    raise ValueError(f"resolver {resolve!r} answered {name!r} with case {case.name!r}")
+                return case
+        return self[name]
+
     def select(self, patterns: Iterable[str] = (), suites: Iterable[str] = ()) -> list[Case]:
         """Cases whose name matches any glob in ``patterns`` and whose suite is in ``suites``
-        (an empty filter admits everything). Unknown suite names are an error."""
+        (an empty filter admits everything). A pattern without glob characters that names no listed
+        case is given to the resolvers, so that a configuration a suite builds on demand can be selected
+        by its exact name. Unknown suite names are an error."""
         patterns, suites = list(patterns), list(suites)
-        unknown = [s for s in suites if s not in SUITE_MODULES]
+        unknown = [s for s in suites if s not in self._reports]
         if unknown:
-            raise KeyError(f"unknown suite(s) {unknown}; known: {sorted(SUITE_MODULES)}")
-        return [
+            raise KeyError(f"unknown suite(s) {unknown}; known: {sorted(self._reports)}")
+        chosen = [
             c
             for c in self._cases.values()
-            if (not suites or c.suite in suites)
-            and (not patterns or any(fnmatch.fnmatchcase(c.name, p) for p in patterns))
+            if not patterns or any(fnmatch.fnmatchcase(c.name, p) for p in patterns)
         ]
+        for name in dict.fromkeys(patterns):
+            if name not in self._cases and not _GLOB_CHARS & set(name):
+                try:
+                    chosen.append(self.get_case(name))
+                except KeyError:
+                    pass  # names nothing: like a glob that matches nothing
+        return [c for c in chosen if not suites or c.suite in suites]
 
 
 @functools.cache
 def registry() -> Registry:
-    """Every case of every suite module, built once on first use."""
-    cases: list[Case] = []
-    for module_name in SUITE_MODULES:
-        module = importlib.import_module(f"suites.{module_name}")
-        cases.extend(module.CASES)
-    return Registry(cases)
+    """Every case of every suite module the ``suites`` package lists, gathered once on first use."""
+    import suites  # the package lists its suite modules, so that this module names none
+
+    return Registry.from_modules(importlib.import_module(f"suites.{name}") for name in suites.SUITE_MODULES)
 
 
 def get_case(name: str) -> Case:
-    """The case called ``name``. ``resnet50_dcn_abcd`` works for any valid ``abcd``."""
-    reg = registry()
-    if name in reg:
-        return reg[name]
-    if name.startswith("resnet50_dcn_"):
-        from suites import resnet50_dcn
+    """The case called ``name``: a listed one, or one a suite builds on demand (docs/cases.md says which).
+    KeyError for an unknown name, ValueError for an invalid configuration."""
+    return registry().get_case(name)
 
-        return resnet50_dcn.case_for(name.removeprefix("resnet50_dcn_"))
-    return reg[name]
+
+def __getattr__(name: str) -> Any:
+    # ``SUITE_MODULES`` (suite → report) once lived here and bench.charts still imports it.
+    if name == "SUITE_MODULES":
+        return registry().reports
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

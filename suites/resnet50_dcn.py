@@ -1,5 +1,6 @@
-"""Report 000 (``000_699cf4a7a57d9031.txt``): deformable convolution v1 in ResNet-50, FashionMNIST and
-CIFAR-10.
+"""Report 000, "CZ4042: Group Project" (Kee Kai Teng, Zhong Shaojie, Darryl Chia Shen Yang, Nanyang
+Technological University): deformable convolution v1 in ResNet-50, FashionMNIST and CIFAR-10.
+docs/cases.md, "Report 000", has the cases and where each number comes from.
 
 Config ``abcd``: in stages conv2_x..conv5_x (torchvision ``layer1..layer4``) the LAST a/b/c/d
 bottleneck blocks get their 3×3 ``conv2`` replaced by :class:`~suites.layers.DCNv1` (offset conv with
@@ -21,13 +22,14 @@ import functools
 import torchvision
 from torch import nn
 
+from suites.case import Case, Regime, Reported, Stage
 from suites.layers import DCNv1, freeze_except
-from suites.registry import Case, Regime, Reported, Stage
 
-__all__ = ["CASES", "STAGE_BLOCKS", "build", "case_for", "parse_config"]
+__all__ = ["CASES", "REPORT", "STAGE_BLOCKS", "SUITE", "build", "case_for", "parse_config", "resolve"]
 
 SUITE = "resnet50_dcn"
-REPORT = "000"
+REPORT = ("000: 'CZ4042: Group Project', Kee Kai Teng, Zhong Shaojie, Darryl Chia Shen Yang "
+          "(Nanyang Technological University)")
 
 #: Bottleneck blocks per stage of ResNet-50 (report 000 Figure 1, 50-layer column): the upper bounds
 #: of a, b, c, d.
@@ -100,7 +102,7 @@ REPORTED_CONFIGS: tuple[str, ...] = tuple(_TABLE)
 
 def _reported(config: str) -> Reported:
     if config not in _TABLE:
-        return Reported(source=f"{REPORT}: configuration not in the report")
+        return Reported(source="000: configuration not in the report")
     source, params, increase, rows = _TABLE[config]
     extra = {f"test_loss/{ds}": loss for ds, (_, loss, _) in rows.items()}
     if increase is not None:
@@ -130,7 +132,14 @@ def case_for(config: str) -> Case:
         reported=_reported(config),
         description=f"ResNet-50, last {a}/{b}/{c}/{d} blocks of layer1..4 with DCNv1 conv2; "
         "backbone frozen",
+        report=REPORT,
     )
+
+
+def resolve(name: str) -> Case | None:
+    """Any ``resnet50_dcn_abcd`` by name (ValueError for an invalid ``abcd``); ``None`` for other names."""
+    prefix = f"{SUITE}_"
+    return case_for(name.removeprefix(prefix)) if name.startswith(prefix) else None
 
 
 CASES: tuple[Case, ...] = tuple(case_for(config) for config in REPORTED_CONFIGS)

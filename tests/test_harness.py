@@ -12,7 +12,7 @@ from torch.utils import benchmark as tbench
 from bench.devices import CpuDevice
 from bench.harness import StepBenchmark, synthetic_batch
 from bench.record import PHASES
-from suites.registry import Case, Regime, Reported, Stage
+from suites.case import Case, Regime, Reported, Stage
 
 
 def tiny_net(num_classes: int, image_size: int) -> nn.Module:

@@ -6,8 +6,10 @@ pytest runs every test of one case before building the next, so one large model 
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +18,10 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops.misc import SqueezeExcitation
 
-from suites import dogbreed, dynconv, flowers, layers, resnet50_dcn
-from suites.registry import SUITE_MODULES, Case, Registry, get_case, registry
+import suites
+from suites import SUITE_MODULES, dogbreed, dynconv, flowers, layers, resnet50_dcn
+from suites.case import Regime, Reported, Stage
+from suites.registry import Case, Registry, get_case, registry
 
 EXPECTED_NAMES = [
     *(f"resnet50_dcn_{c}" for c in ("0000", "0001", "0011", "0002", "3000", "0300", "0030", "0003")),
@@ -31,10 +35,10 @@ EXPECTED_NAMES = [
     "flowers_resnet18_deform_after_conv1", "flowers_resnet18_conv1_plus_deform",
 ]
 
-#: Total parameters at native classes and input. Golden (DESIGN.md §2, from the reports' tables):
-#: resnet50_dcn_*, dogbreed_cnn/dsc/deformable, dynconv_resnet34. The rest are this implementation's
-#: exact counts, pinned so that a change is caught (MobileNet and dynconv also checked against the
-#: papers below).
+#: Total parameters at native classes and input. Golden (docs/cases.md, "Golden parameter counts": the
+#: reports' own exact counts): resnet50_dcn_*, dogbreed_cnn/dsc/deformable, dynconv_resnet34. The rest
+#: are this implementation's exact counts, pinned so that a change is caught (MobileNet and dynconv also
+#: checked against the papers below).
 EXPECTED_TOTAL = {
     "resnet50_dcn_0000": 23_528_522, "resnet50_dcn_0001": 23_611_484, "resnet50_dcn_0011": 23_652_974,
     "resnet50_dcn_0002": 23_694_446, "resnet50_dcn_3000": 23_559_680, "resnet50_dcn_0300": 23_590_784,
@@ -114,16 +118,124 @@ def test_registry_has_exactly_the_32_cases() -> None:
     reg = registry()
     assert list(reg) == EXPECTED_NAMES
     assert len(reg) == 32
-    assert {c.suite for c in reg.values()} == set(SUITE_MODULES)
+    assert reg.suites == SUITE_MODULES
     modules = {"resnet50_dcn": resnet50_dcn, "dogbreed": dogbreed, "dynconv": dynconv, "flowers": flowers}
     for suite, module in modules.items():
-        assert all(c.suite == suite for c in module.CASES)
+        assert module.SUITE == suite
+        assert all(c.suite == suite and c.report == module.REPORT for c in module.CASES)
+    assert list(reg.reports.values()) == [m.REPORT for m in modules.values()]
+    assert [r[:3] for r in reg.reports.values()] == ["000", "001", "002", "003"]
 
 
 def test_registry_refuses_duplicates() -> None:
     case = registry()["dogbreed_cnn"]
     with pytest.raises(ValueError, match="duplicate case name 'dogbreed_cnn'"):
         Registry([case, case])
+
+
+def _toy_case(name: str, suite: str = "toy") -> Case:
+    regime = Regime(loss="cross_entropy", optimizer="adam", stages=(Stage(1.0, 1e-3),))
+    return Case(name, suite, lambda **_: nn.Identity(), 8, 3, 2, regime, Reported(source="test"),
+                report=f"report of {suite}")
+
+
+def _toy_resolve(name: str) -> Case | None:
+    """Builds ``toy_<n>`` for any digits ``n``; the shape of a suite module's ``resolve``."""
+    if not name.startswith("toy_"):
+        return None
+    if not name.removeprefix("toy_").isdigit():
+        raise ValueError(f"toy config must be digits, got {name!r}")
+    return _toy_case(name)
+
+
+def test_registry_resolves_exact_names_through_the_suites_resolvers() -> None:
+    reg = Registry([_toy_case("toy_1"), _toy_case("other_a", "other")], [_toy_resolve])
+    assert list(reg) == ["toy_1", "other_a"] and "toy_7" not in reg  # the mapping holds the listed only
+    assert reg.get_case("toy_7").name == "toy_7" and reg.get_case("toy_1") is reg["toy_1"]
+    with pytest.raises(ValueError, match="must be digits"):
+        reg.get_case("toy_x")
+    with pytest.raises(KeyError, match="unknown case 'nothing'"):
+        reg.get_case("nothing")
+    assert [c.name for c in reg.select(["toy_7", "toy_7", "other_*"])] == ["other_a", "toy_7"]
+    assert [c.name for c in reg.select(["toy_7"], ["other"])] == []  # the suite filter applies to it too
+    assert [c.name for c in reg.select(["toy_*"])] == ["toy_1"]  # globs are never resolved
+    assert reg.select(["nothing"]) == []
+    with pytest.raises(KeyError, match="unknown suite"):
+        reg.select(suites=["nope"])
+    assert reg.suites == ("toy", "other") and reg.reports == {"toy": "report of toy", "other": "report of other"}
+
+
+def test_registry_refuses_a_resolver_that_answers_another_name() -> None:
+    reg = Registry([], [lambda name: _toy_case("toy_1")])
+    with pytest.raises(ValueError, match="answered 'toy_2' with case 'toy_1'"):
+        reg.get_case("toy_2")
+
+
+def test_registry_from_modules_takes_cases_and_optional_resolvers() -> None:
+    import types
+
+    with_resolver = types.SimpleNamespace(CASES=(_toy_case("toy_1"),), resolve=_toy_resolve)
+    without = types.SimpleNamespace(CASES=(_toy_case("other_a", "other"),))
+    reg = Registry.from_modules([with_resolver, without])  # type: ignore[list-item]
+    assert list(reg) == ["toy_1", "other_a"] and reg.get_case("toy_3").name == "toy_3"
+
+
+def test_any_resnet50_dcn_config_is_selected_by_exact_name() -> None:
+    reg = registry()
+    (case,) = reg.select(["resnet50_dcn_1111"])
+    assert case.name == "resnet50_dcn_1111" and case.report == resnet50_dcn.REPORT
+    assert reg.select(["resnet50_dcn_1111"], ["dogbreed"]) == []
+    with pytest.raises(ValueError, match="resnet50_dcn config"):
+        reg.select(["resnet50_dcn_9999"])
+    with pytest.raises(ValueError, match="resnet50_dcn config"):
+        get_case("resnet50_dcn_9999")
+    with pytest.raises(KeyError, match="unknown case"):
+        get_case("dogbreed_nope")
+    assert resnet50_dcn.resolve("dogbreed_cnn") is None
+
+
+def _suite_sources() -> dict[str, ast.Module]:
+    root = Path(suites.__file__).parent
+    return {p.name: ast.parse(p.read_text(encoding="utf-8")) for p in sorted(root.glob("*.py"))}
+
+
+def test_registry_and_case_types_name_no_suite_module() -> None:
+    """The registry reads the package's list; neither it nor the case types know a suite."""
+    sources = _suite_sources()
+    assert {f"{m}.py" for m in SUITE_MODULES} <= set(sources)
+    for module in ("registry.py", "case.py"):
+        tree = sources[module]
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                     for a in n.names}
+        strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        for suite in SUITE_MODULES:
+            assert not any(name.endswith(suite) for name in imported), (module, suite)
+            assert not any(suite in text for text in strings), (module, suite)
+
+
+#: What a suite module must never call or import: suites define, bench measures.
+_FORBIDDEN_CALLS = {"print", "open", "input", "breakpoint"}
+_FORBIDDEN_ATTRS = {"manual_seed", "seed", "set_num_threads", "set_default_dtype", "read_text", "read_bytes",
+                    "load", "perf_counter", "time", "monotonic", "use_deterministic_algorithms"}
+_FORBIDDEN_MODULES = {"time", "timeit", "os", "io", "pathlib", "sys", "logging", "random", "numpy"}
+
+
+def test_suites_never_time_print_read_files_or_set_global_state() -> None:
+    for module, tree in _suite_sources().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[0]}
+            else:
+                names = set()
+            assert not names & _FORBIDDEN_MODULES, (module, names)
+            if isinstance(node, ast.Call):
+                func = node.func
+                assert not (isinstance(func, ast.Name) and func.id in _FORBIDDEN_CALLS), (module, func.id)
+                assert not (isinstance(func, ast.Attribute) and func.attr in _FORBIDDEN_ATTRS), (module, func.attr)
 
 
 def test_regimes_and_reported_are_well_formed() -> None:
@@ -134,7 +246,7 @@ def test_regimes_and_reported_are_well_formed() -> None:
         for acc in case.reported.accuracy.values():
             assert 0.0 <= acc <= 1.0, case.name
         if case.suite in ("resnet50_dcn", "dynconv", "flowers") or case.name.startswith("dogbreed_"):
-            assert case.reported.source.startswith(SUITE_MODULES[case.suite][:3]), case.name
+            assert case.reported.source.startswith(case.report[:3]), case.name
     reg = registry()
     for name in ("dogbreed_cnn", "dogbreed_dsc", "dogbreed_deformable"):
         case = reg[name]

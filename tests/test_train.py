@@ -16,7 +16,7 @@ from bench.data import Splits, embedded
 from bench.profiles import PROFILES, Profile
 from bench.record import Record
 from bench.train import Determinism, Trainer, _TripletSampler, stage_steps
-from suites.registry import Case, Regime, Reported, Stage
+from suites.case import Case, Regime, Reported, Stage
 
 PROFILE = dataclasses.replace(PROFILES["smoke"], train_image_size=16, train_samples=64, train_epochs=2,
                               train_batch_size=16)
