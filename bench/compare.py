@@ -246,7 +246,7 @@ def change_tables(c: Comparison, *, show_all: bool = False, limit: int | None = 
         applied = candidates[0].delta.metric
         columns: list[Column[ChangeRow]] = [
             Column("benchmark", lambda r: r.bench.name, no_wrap=True, priority=9, code=True),
-            Column(f"base ({unit})", lambda r: format_value(r.delta.metric, r.delta.base), "right", priority=6),
+            Column(f"base ({unit})", lambda r: format_value(r.delta.metric, r.delta.base), "right", priority=5),
             Column(f"head ({unit})", lambda r: format_value(r.delta.metric, r.delta.head), "right", priority=6),
             Column(f"Δ ({unit})", lambda r: format_delta(r.delta), "right", priority=3),
             Column("change", lambda r: format_change(r.delta), "right", priority=7),
@@ -386,8 +386,8 @@ def to_markdown(c: Comparison, *, limit: int | None = MARKDOWN_ROWS) -> str:
     lines = [
         f"## archbench: {icon} {md_text(headline(c))}",
         "",
-        (f"base {md_code(c.base.path)} ({md_text(_run_text(c.base))}) → "
-         f"head {md_code(c.head.path)} ({md_text(_run_text(c.head))})"),
+        (f"base {md_code(c.base.path, in_table=False)} ({md_text(_run_text(c.base))}) → "
+         f"head {md_code(c.head.path, in_table=False)} ({md_text(_run_text(c.head))})"),
         "",
     ]
     for m in warnings_of(c):

@@ -207,8 +207,9 @@ def md_text(text: str) -> str:
     return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text.replace("\n", " "))
 
 
-def md_code(text: str) -> str:
-    """``text`` as a Markdown code span, safe in a table cell (pipes escaped, backticks fenced)."""
+def md_code(text: str, *, in_table: bool = True) -> str:
+    """``text`` as a Markdown code span (backticks fenced); in a table cell pipes are escaped too (GFM
+    splits cells at them even inside code spans; elsewhere the backslash would show)."""
     text = text.replace("\n", " ")
     run = longest = 0
     for ch in text:
@@ -216,7 +217,9 @@ def md_code(text: str) -> str:
         longest = max(longest, run)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
+    if in_table:
+        text = text.replace("|", "\\|")
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def format_value(metric: Metric, value: float | None) -> str:

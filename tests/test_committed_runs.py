@@ -1,8 +1,8 @@
 """The committed CPU runs in results/: two back-to-back smoke runs of one commit on one 2-vCPU VM.
 
-They are real data for the comparator's hardest case: a shared machine whose speed drifts between
-runs by more than a run's own rounds vary (results/README.md). Same commit, so any regression
-``bench compare`` reports between them is a false alarm.
+They are real data for the comparator's hardest case, a machine whose speed drifts between runs (the
+noise between runs: :class:`bench.metrics.TimeRule`). Same commit, so any regression ``bench compare``
+reports between them is a false alarm.
 """
 
 from __future__ import annotations
