@@ -29,11 +29,16 @@ class TimeRule:
     raw samples gives p < ``alpha``. Without raw samples on both sides the verdict is at best
     inconclusive.
 
-    The noise between runs is not in either run's samples: rounds taken a second apart agree, runs
-    taken minutes apart need not. ``bench compare`` estimates it from the pair itself, per time metric,
-    as the robust spread σ of log(head/base) over every benchmark both runs measured, and treats a move
-    within exp(``noise_z``·σ) − 1 as inconclusive. On a quiet machine σ is a few percent and ``rel``
-    decides. Measured on the 2-vCPU VMs this project is developed on (five undisturbed smoke runs of
+    The noise between runs (the one full account; README, results/README.md and the tests point
+    here) is not in either run's samples: rounds taken a second apart agree, runs taken minutes apart
+    on a shared machine need not. All phases of a case move together, so it is the machine's speed in
+    that case's second, not the code; a test on the rounds alone called 16 of 160 medians of a clean
+    same-commit pair "regressed" (44 where one run was disturbed). ``bench compare`` therefore
+    estimates the noise from the pair itself, per time metric,
+    as the robust spread σ (1.4826 × median absolute deviation, so a few real changes barely move it)
+    of log(head/base) over every benchmark both runs measured, and reports a move within
+    exp(``noise_z``·σ) − 1 as inconclusive, naming that floor. On a quiet machine σ is a few percent
+    and ``rel`` decides: that is where timing gates belong. Measured on the 2-vCPU VMs this project is developed on (five undisturbed smoke runs of
     one commit, 20 ordered pairs): σ 0.09–0.30 per phase, and the largest slowdown of any of a pair's
     160 medians 2.4–6.0σ (median 3.9σ; Adam steps and inference of the ResNet-50 cases drift most).
     At 5, one pair in 20 would have gated on noise. A sixth run, with another process competing for
