@@ -17,19 +17,21 @@ import math
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Kind = Literal["step", "train"]
 #: ``ok`` measured; ``oom`` ran out of memory; ``error`` raised; ``diverged`` non-finite training
 #: loss; ``interrupted`` the run stopped before the case finished.
 Status = Literal["ok", "oom", "error", "diverged", "interrupted"]
-STATUSES: tuple[str, ...] = ("ok", "oom", "error", "diverged", "interrupted")
+STATUSES: tuple[str, ...] = get_args(Status)
 PHASES: tuple[str, ...] = ("forward", "backward", "optimizer", "inference")
 
 SCHEMA_VERSION = 1
 
 
-@dataclass
+# slots: fields are often set by computed name (``time_{phase}_s``); without them a typo would add a
+# stray attribute that no file ever shows. With them it raises AttributeError.
+@dataclass(slots=True)
 class Record:
     case: str
     suite: str
@@ -90,8 +92,26 @@ class Record:
 
     def set_samples(self, name: str, samples: list[float]) -> None:
         """Store raw samples for ``name`` (a phase, or ``epoch``) and derive their median."""
+        if name not in (*PHASES, "epoch"):
+            raise ValueError(f"no samples field for {name!r}; expected one of {(*PHASES, 'epoch')}")
         setattr(self, f"samples_{name}_s", list(samples))
         setattr(self, f"time_{name}_s", statistics.median(samples) if samples else None)
+
+    def update(self, fields: Mapping[str, Any]) -> None:
+        """Set several fields by name; any name that is not a field is an error and sets nothing."""
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise AttributeError(f"Record has no field(s) {', '.join(map(repr, unknown))}")
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    # Slots leave no __dict__; these let every pickle protocol (not only 2+) copy a record, as a plain
+    # dataclass could.
+    def __getstate__(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self.update(state)
 
     def to_extra_info(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

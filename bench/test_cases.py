@@ -20,11 +20,6 @@ def _static_fields(archbench, case, record) -> None:
     record.unsupported_ops = dict(cost.unsupported_ops)
 
 
-def _fill(record, fields) -> None:
-    for key, value in fields.items():
-        setattr(record, key, value)
-
-
 @pytest.mark.archbench_kind("step")
 def test_step(case, archbench, benchmark, request) -> None:
     from bench.harness import StepBenchmark
@@ -41,13 +36,14 @@ def test_step(case, archbench, benchmark, request) -> None:
             archbench.maybe_inject(case)
             run.train_step()
 
-        # Fields are filled after each stage, so a later failure never loses what was measured.
+        # Fields are filled after each stage, so a later failure never loses what was measured; a key that
+        # is not a Record field raises (Record.update) instead of hiding a typo.
         benchmark.pedantic(step, rounds=profile.rounds, iterations=1)
-        _fill(record, run.record_fields())
+        record.update(run.record_fields())
         run.run_inference(profile.rounds, profile.warmup_rounds)
-        _fill(record, run.record_fields())
+        record.update(run.record_fields())
         run.measure_memory()
-        _fill(record, run.record_fields())
+        record.update(run.record_fields())
         if archbench.device.kind == "cuda":
             record.mem_device_bytes = archbench.device.device_memory_used()
 
@@ -68,5 +64,5 @@ def test_train(case, archbench, benchmark, request) -> None:
             trainer.run_epoch()
 
         benchmark.pedantic(epoch, rounds=profile.train_epochs, iterations=1)
-        _fill(record, trainer.result())
+        record.update(trainer.result())
         record.set_samples("epoch", record.samples_epoch_s or [])
