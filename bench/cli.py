@@ -1,4 +1,4 @@
-"""The ``bench`` command: ``bench list``, ``bench compare``, ``bench report``, ``bench merge``.
+"""The ``bench`` command: ``bench list``, ``compare``, ``report``, ``merge`` and ``ab``.
 
 Each subcommand lives in the module that does the work and registers itself through an
 ``add_parser(subparsers)`` function that sets ``func``; this file only wires them together.
@@ -17,27 +17,16 @@ from bench.present import EXIT_CRASH
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench import listing
+    # Imported plainly: a subcommand whose module fails to import is a broken tool and must say so,
+    # not vanish from the help. Imported here rather than at the top so that importing bench.cli stays
+    # cheap.
+    from bench import ab, compare, listing, merge, report
 
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    listing.add_parser(sub)
-    for module_name in ("compare", "report", "merge", "ab"):
-        module = _optional_module(module_name)
-        if module is not None:
-            module.add_parser(sub)
+    for module in (listing, compare, report, merge, ab):
+        module.add_parser(sub)
     return parser
-
-
-def _optional_module(name: str):  # type: ignore[no-untyped-def]
-    import importlib
-
-    try:
-        return importlib.import_module(f"bench.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"bench.{name}":
-            return None
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

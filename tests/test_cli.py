@@ -1,0 +1,27 @@
+"""bench.cli: every subcommand is wired, and a broken one fails loudly instead of disappearing."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from bench import cli
+
+
+def test_every_subcommand_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("list", "compare", "report", "merge", "ab"):
+        assert f"    {command} " in out, command
+
+
+def test_a_subcommand_that_fails_to_import_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench
+
+    # What a missing dependency or a syntax error in bench/merge.py looks like to the import system.
+    monkeypatch.delattr(bench, "merge", raising=False)
+    monkeypatch.setitem(sys.modules, "bench.merge", None)
+    with pytest.raises(ImportError, match="bench.merge"):
+        cli.build_parser()
