@@ -134,8 +134,11 @@ def test_non_finite_loss_records_divergence(splits: Splits) -> None:
     spent = trainer.run_epoch()
     assert trainer.diverged_step == 5 and spent > 0 and first > 0
     assert all(torch.isfinite(p).all() for p in model.parameters()), "no update from the NaN loss"
-    later = trainer.run_epoch()  # trains nothing, raises nothing
-    assert later >= 0 and model.calls == 6
+    after = [p.detach().clone() for p in model.parameters()]
+    trainer.run_epoch()  # after the divergence: trains nothing, records nothing, raises nothing
+    assert model.calls == 6 and trainer.step == 5 and trainer.diverged_step == 5
+    assert trainer.epoch_seconds == [first] and len(trainer.curve) == 1
+    assert all(torch.equal(a, b) for a, b in zip(after, model.parameters()))
     result = trainer.result()
     assert result["status"] == "diverged" and result["diverged_step"] == 5 and result["train_steps"] == 5
     assert result["epochs"] == 1 and len(result["samples_epoch_s"]) == 1
