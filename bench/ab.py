@@ -141,6 +141,19 @@ def resolved_sides(specs: Mapping[str, str], pythons: Mapping[str, str | None], 
 # ----------------------------------------------------------------------------------------------------
 
 
+#: How a worker starts: ``python -m bench.worker``, after removing the import hook of an editable
+#: install of archbench. That hook answers for any ``bench.*`` module the side's own ``bench/`` lacks,
+#: so an old checkout would silently run the installed copy's worker (or any newer module) instead of
+#: failing to import it.
+_BOOTSTRAP = """
+import runpy, sys
+def _editable(finder):
+    return str(getattr(finder, "__module__", "") or type(finder).__module__).startswith("__editable___archbench")
+sys.meta_path[:] = [f for f in sys.meta_path if not _editable(f)]
+runpy.run_module("bench.worker", run_name="__main__", alter_sys=True)
+"""
+
+
 class WorkerProcess:
     """A running :mod:`bench.worker` for one side: requests go in on stdin, replies come back one JSON
     line each, read by a thread so that a hang becomes a timeout instead of blocking forever."""
@@ -152,7 +165,7 @@ class WorkerProcess:
         env["PYTHONPATH"] = os.pathsep.join([str(side.root), *filter(None, [env.get("PYTHONPATH")])])
         env["PYTHONUNBUFFERED"] = "1"
         self.process = subprocess.Popen(
-            [side.python, "-m", "bench.worker"], cwd=side.root, env=env, stdin=subprocess.PIPE,
+            [side.python, "-c", _BOOTSTRAP], cwd=side.root, env=env, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8",
             start_new_session=True,  # Ctrl-C reaches the controller, which then ends the workers itself
         )
@@ -276,7 +289,7 @@ class Run:
         except WorkerGone as exc:
             worker.kill()
             tail = self.log_tail(side)
-            if "No module named bench.worker" in tail or "No module named 'bench.worker'" in tail:
+            if "No module named 'bench.worker'" in tail or "No module named bench.worker" in tail:
                 raise AbError(
                     f"{side} ({s.spec}) is too old for bench ab: it has no bench/worker.py. bench ab works with "
                     f"archbench {FIRST_VERSION} and later (protocol {PROTOCOL})"
@@ -288,10 +301,11 @@ class Run:
                 f"{side} ({s.spec}) speaks bench ab protocol {hello.get('protocol')}, this bench ab speaks {PROTOCOL}: "
                 f"run bench ab from the newer checkout (protocol {PROTOCOL} is archbench {FIRST_VERSION} and later)"
             )
-        root = Path(str(hello.get("root", "")))
-        if root.resolve() != s.root.resolve():
-            worker.close()
-            raise AbError(f"{side} ({s.spec}): the worker imported archbench from {root}, not from {s.root}")
+        for what in ("root", "worker"):
+            path = s.root / str(hello.get(what, ""))  # relative to the worker's directory, the side's root
+            if not path.resolve().is_relative_to(s.root.resolve()):
+                worker.close()
+                raise AbError(f"{side} ({s.spec}): the worker imported archbench from {path}, not from {s.root}")
         reply = worker.request("setup", START_TIMEOUT_S, options=self.options_for(side))
         if not reply.get("ok"):
             worker.close()
@@ -316,10 +330,13 @@ class Run:
         text = (self.out / f"{side}.log").read_text(encoding="utf-8", errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
-    def close(self) -> None:
+    def close(self, *, kill: bool = False) -> None:
+        """End the workers: asked to exit, or killed (after an interrupt, a worker may be mid-request)."""
         for side in SIDES:
             worker = self.workers[side]
             if worker is not None:
+                if kill:
+                    worker.kill()
                 worker.close()
                 self.workers[side] = None
         for log in self.logs.values():
@@ -356,13 +373,17 @@ class Run:
 
     def measure_case(self, case: str, kind: str, present: Sequence[str], where: str) -> str:
         """Both sides' benchmark of one case; returns a short outcome per side for the progress line."""
-        deadline = time.monotonic() + self.settings.case_timeout
+        # Each side's own time on the case counts against the timeout: a side that hangs uses up its
+        # budget, not the other side's.
+        spent = dict.fromkeys(SIDES, 0.0)
         failures: dict[str, tuple[str, str]] = {}
         active = [s for s in SIDES if s in present]
 
         def ask(side: str, op: str) -> dict[str, Any] | None:
+            started = time.monotonic()
             try:
-                reply = self.worker(side).request(op, deadline - time.monotonic(), case=case)
+                worker = self.worker(side)
+                reply = worker.request(op, self.settings.case_timeout - spent[side], case=case)
             except AbError as exc:
                 failures[side] = ("error", f"worker could not be restarted: {exc}")
                 return None
@@ -371,6 +392,8 @@ class Run:
                 failures[side] = (exc.status, f"{exc}; last lines of {side}.log: {tail}")
                 self.discard(side)  # a fresh worker for the next case
                 return None
+            finally:
+                spent[side] += time.monotonic() - started
             if not reply.get("ok"):
                 failures[side] = (reply.get("status", "error"), str(reply.get("error")))
                 self.logs[side].write(str(reply.get("traceback", "")))
@@ -536,16 +559,18 @@ def run(settings: AbSettings, repo: Path | None = None) -> int:
             for side in sides.values():
                 err.write(f"bench ab: {side.description}\n")
             measured = Run(settings, sides)
+            interrupted = False
             try:
                 try:
                     measured.measure()
                 finally:
                     paths = measured.write()
             except KeyboardInterrupt:
+                interrupted = True
                 err.write(f"\nbench ab: interrupted; finished cases kept in {measured.out}\n")
                 return EXIT_INTERRUPTED
             finally:
-                measured.close()
+                measured.close(kill=interrupted)
     except AbError as exc:
         err.write(f"bench ab: {exc}\n")
         return EXIT_UNUSABLE

@@ -67,8 +67,8 @@ class Worker:
     def hello(self, protocol: int) -> dict[str, Any]:
         import bench
 
-        return {"protocol": PROTOCOL, "version": bench.__version__, "root": str(Path(bench.__file__).parent.parent),
-                "python": sys.executable, "accepted": protocol == PROTOCOL}
+        return {"protocol": PROTOCOL, "version": bench.__version__, "root": str(Path(bench.__file__).resolve().parent.parent),
+                "worker": str(Path(__file__).resolve()), "python": sys.executable, "accepted": protocol == PROTOCOL}
 
     def setup(self, options: dict[str, Any]) -> dict[str, Any]:
         from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
