@@ -182,15 +182,17 @@ class FittedTable(Generic[Row]):
             table.add_column(header, justify=col.justify, width=width, no_wrap=col.whole, overflow="fold")
         for row, cells in zip(spec.rows, self._cells):
             # Text, never markup: benchmark names like "test_step[resnet50_dcn_0000]" contain brackets.
-            table.add_row(*(
-                Text(cells[i], style=spec.columns[i].style(row) if spec.columns[i].style else "") for i in shown
-            ))
+            table.add_row(*(Text(cells[i], style=_style(spec.columns[i], row)) for i in shown))
         yield table
         dropped = [spec.columns[i].header for i in range(len(spec.columns)) if i not in shown]
         if dropped:
             yield Text(f"(columns left out at {options.max_width} characters: {', '.join(dropped)})", style="dim")
         if spec.footer:
             yield Text(spec.footer, style="dim")
+
+
+def _style(column: Column[Row], row: Row) -> str:
+    return column.style(row) if column.style is not None else ""
 
 
 def css_class(style: str) -> str:
