@@ -488,8 +488,15 @@ class PairedJudging:
             return evaluate_metric
         test, adjusted = self.tests[key], self.adjusted[key]
 
-        def judge(metric: Metric, b: float | None, h: float | None, *_: object, **__: object) -> MetricDelta:
-            return evaluate_paired(metric, b, h, test, adjusted, self.family, explicit=metric.key in self.thresholds)
+        def judge(
+            metric: Metric, base: float | None, head: float | None,
+            base_samples: Sequence[float] | None = None, head_samples: Sequence[float] | None = None,
+            noise_floor: float = 0.0,
+        ) -> MetricDelta:
+            # the samples were tested already (with the run's other metrics, for Holm); the noise
+            # between runs does not enter a paired comparison
+            return evaluate_paired(metric, base, head, test, adjusted, self.family,
+                                   explicit=metric.key in self.thresholds)
 
         return judge
 

@@ -232,6 +232,7 @@ def test_end_to_end_two_worktrees_of_this_repository(tmp_path: Path) -> None:
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
     out = tmp_path / "out"
+    worktrees = _git(REPO, "worktree", "list")
     settings = ab.AbSettings(
         sides={"base": "HEAD", "head": "HEAD"},
         options={"bench_kind": "both", "bench_rounds": 6, "bench_case": ["dogbreed_cnn"], "bench_threads": 1},
@@ -255,4 +256,4 @@ def test_end_to_end_two_worktrees_of_this_repository(tmp_path: Path) -> None:
     verdicts = json.loads((out / "verdicts.json").read_text())
     notes = [m["note"] for b in verdicts["benchmarks"] for m in b["metrics"] if m["key"] == "time_forward_s"]
     assert all("n=6" in n for n in notes) and notes
-    assert "/archbench-ab-" not in _git(REPO, "worktree", "list")
+    assert _git(REPO, "worktree", "list") == worktrees
