@@ -1,4 +1,4 @@
-"""Datasets for the fixed-budget training (DESIGN §5).
+"""Datasets for the fixed-budget training (docs/data.md describes them for users).
 
 The default is :func:`embedded`: glyphs (discs, rings, squares, triangles, crosses, ...) drawn from a seed
 with coordinate grids, under a random affine transform, with a clean and an elastically deformed test split.

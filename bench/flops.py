@@ -1,8 +1,8 @@
 """Static cost of a model: parameter counts and multiply-accumulates (MACs) of one forward pass.
 
-Counting convention (DESIGN.md §3) — fvcore's: one fused multiply-add = 1 MAC; ``flops = 2 × macs`` is
-derived elsewhere, once. Additions that are not part of a multiply-add, biases and every op listed in
-:data:`IGNORED_OPS` count 0. Counted:
+Counting convention (docs/metrics.md, "Counting convention") — fvcore's: one fused multiply-add = 1
+MAC; ``flops = 2 × macs`` is derived elsewhere, once. Additions that are not part of a multiply-add,
+biases and every op listed in :data:`IGNORED_OPS` count 0. Counted:
 
 * convolution (``aten::_convolution``, incl. grouped/depthwise/transposed): fvcore's handle,
   ``B · prod(weight.shape) · prod(out spatial)``;

@@ -1,4 +1,5 @@
-"""Profiles: how hard to measure (DESIGN §4). The profile's name is recorded in every result.
+"""Profiles: how hard to measure (docs/profiles.md says why these settings). The profile's name is
+recorded in every result.
 
 ``smoke`` is the default without CUDA: small inputs and a training budget of seconds, so that all 32
 cases finish on a 2-core CPU in a few minutes. ``full`` is the default with CUDA: native inputs, report-like

@@ -1,4 +1,5 @@
-"""Fixed-budget training of one case under its report's regime (DESIGN §3, last row; §4 budget).
+"""Fixed-budget training of one case under its report's regime (docs/metrics.md defines the accuracy
+metrics, docs/profiles.md the budget).
 
 The budget is the profile's: ``train_epochs`` epochs over the training split in batches of
 ``train_batch_size``. The regime's stages share that budget by their ``fraction`` of the steps, so a report's
