@@ -572,3 +572,28 @@ def test_freeze_except() -> None:
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
     layers.freeze_except(model, [model[1]])
     assert [p.requires_grad for p in model.parameters()] == [False, False, True, True]
+
+
+# --------------------------------------------------------------------------------------------------
+# docs/cases.md says what the code holds
+# --------------------------------------------------------------------------------------------------
+
+CASES_DOC = Path(__file__).resolve().parents[1] / "docs" / "cases.md"
+
+
+def test_cases_doc_names_every_case_and_report() -> None:
+    text = CASES_DOC.read_text(encoding="utf-8")
+    missing = [name for name in EXPECTED_NAMES if f"`{name}`" not in text]
+    assert not missing, f"docs/cases.md does not name {missing}"
+    for module in (resnet50_dcn, dogbreed, dynconv, flowers):
+        number, title = module.REPORT.split(": ", 1)[0], module.REPORT.split("'")[1]
+        assert f"| {number} | `{module.SUITE}` | *{title}*" in text, module.SUITE
+
+
+def test_cases_doc_golden_counts_are_the_tested_ones() -> None:
+    import re
+
+    rows = re.findall(r"^\| `(\w+)` \| ([\d,]+) \|", CASES_DOC.read_text(encoding="utf-8"), flags=re.M)
+    assert len(rows) >= 15
+    for name, count in rows:
+        assert int(count.replace(",", "")) == EXPECTED_TOTAL[name], name
