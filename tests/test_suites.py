@@ -593,7 +593,7 @@ def test_cases_doc_names_every_case_and_report() -> None:
 def test_cases_doc_golden_counts_are_the_tested_ones() -> None:
     import re
 
-    rows = re.findall(r"^\| `(\w+)` \| ([\d,]+) \|", CASES_DOC.read_text(encoding="utf-8"), flags=re.M)
+    rows = re.findall(r"^\| `(\w+)` \| ([\d,]+) \|", CASES_DOC.read_text(encoding="utf-8"), flags=re.MULTILINE)
     assert len(rows) >= 15
     for name, count in rows:
         assert int(count.replace(",", "")) == EXPECTED_TOTAL[name], name
