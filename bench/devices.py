@@ -53,6 +53,8 @@ class Peak:
 class Device(Protocol):
     kind: str
     torch_device: torch.device
+    #: Intra-op CPU threads the measurement runs with (pinned by :meth:`settings`).
+    threads: int
 
     def timed(self, fn: Callable[[], T]) -> tuple[float, T]:
         """Run ``fn`` once; return (seconds, its result)."""
@@ -204,8 +206,8 @@ class CudaDevice:
         threads: int | None = None,
     ) -> None:
         self.index = index
-        self.cuda = cuda if cuda is not None else torch.cuda
-        self.cudnn = cudnn if cudnn is not None else torch.backends.cudnn
+        self.cuda: Any = cuda if cuda is not None else torch.cuda
+        self.cudnn: Any = cudnn if cudnn is not None else torch.backends.cudnn
         self._nvml = nvml
         self.cudnn_benchmark = cudnn_benchmark
         self.threads = threads or torch.get_num_threads()

@@ -25,8 +25,11 @@ class Batch:
     negatives: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)
-        return Batch(move(self.images), move(self.labels), move(self.positives), move(self.negatives))
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return Batch(self.images.to(device, non_blocking=True), self.labels.to(device, non_blocking=True),
+                     move(self.positives), move(self.negatives))
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -208,7 +208,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kind = _opt(config, "bench_kind")
     if kind in (None, "both"):
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         marker = item.get_closest_marker("archbench_kind")
         (drop if marker is not None and marker.args[0] != kind else keep).append(item)

@@ -33,7 +33,7 @@ class Profile:
 
     def override(self, **changes: int | None) -> Profile:
         """The same profile with some fields replaced (``None`` values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
 
 
 PROFILES: dict[str, Profile] = {
