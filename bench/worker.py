@@ -132,8 +132,7 @@ class Worker:
         record = self._record(c, "step")
         record.batch_size, record.input_size, record.num_classes = run.batch_size, run.input_size, c.num_classes
         self._fill_static(c, record)
-        for key, value in run.record_fields().items():
-            setattr(record, key, value)
+        record.update(run.record_fields())
         if self.device.kind == "cuda":
             record.mem_device_bytes = self.device.device_memory_used()
         return {"extra_info": record.to_extra_info(), "stats": _stats(self.step_times.pop(case))}
@@ -163,8 +162,7 @@ class Worker:
         record = self._record(c, "train")
         record.batch_size, record.input_size = self.profile.train_batch_size, splits.image_size
         self._fill_static(c, record)
-        for key, value in trainer.result().items():
-            setattr(record, key, value)
+        record.update(trainer.result())
         record.set_samples("epoch", record.samples_epoch_s or [])
         return {"extra_info": record.to_extra_info(), "stats": _stats(record.samples_epoch_s or [])}
 
