@@ -343,10 +343,10 @@ def _suite_modules() -> Mapping[str, str]:
     # The suite → report mapping is static data in suites.registry; import it lazily so that charts
     # work (with plainer titles) while the suites package is broken or being rebuilt.
     try:
-        from suites.registry import SUITE_MODULES
+        from suites.registry import registry
     except ImportError:
         return {}
-    return SUITE_MODULES
+    return registry().reports
 
 
 #: Beyond this many cases per run a page of per-case charts is neither drawable nor readable (ten

@@ -13,7 +13,6 @@ import functools
 import importlib
 from collections.abc import Iterable, Iterator, Mapping
 from types import ModuleType
-from typing import Any
 
 # Re-exported: the case types lived here before suites/case.py, and bench imports them from here.
 from suites.case import Builder, Case, Loss, Optimizer, Regime, Reported, Resolver, Schedule, Stage
@@ -121,9 +120,3 @@ def get_case(name: str) -> Case:
     KeyError for an unknown name, ValueError for an invalid configuration."""
     return registry().get_case(name)
 
-
-def __getattr__(name: str) -> Any:
-    # ``SUITE_MODULES`` (suite → report) once lived here and bench.charts still imports it.
-    if name == "SUITE_MODULES":
-        return registry().reports
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
