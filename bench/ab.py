@@ -154,6 +154,18 @@ runpy.run_module("bench.worker", run_name="__main__", alter_sys=True)
 """
 
 
+def _same_layout() -> list[str]:
+    """A prefix that starts the worker with address-space randomisation off (util-linux ``setarch
+    -R``), so that both sides' processes lay out the same allocations at the same addresses. With it
+    on, each process got its own persistent speed for memory-bound phases: in an A/A run of all 32 cases
+    the Adam step of resnet50_dcn_0003 ran 87 % slower in one of the two identical processes for all 30
+    rounds, resnet50_dcn_0000's forward pass 20 % (see README "Catching regressions")."""
+    setarch = shutil.which("setarch")
+    if sys.platform != "linux" or setarch is None or os.environ.get("ARCHBENCH_AB_ASLR") == "1":
+        return []
+    return [setarch, "-R"]
+
+
 class WorkerProcess:
     """A running :mod:`bench.worker` for one side: requests go in on stdin, replies come back one JSON
     line each, read by a thread so that a hang becomes a timeout instead of blocking forever."""
@@ -165,7 +177,7 @@ class WorkerProcess:
         env["PYTHONPATH"] = os.pathsep.join([str(side.root), *filter(None, [env.get("PYTHONPATH")])])
         env["PYTHONUNBUFFERED"] = "1"
         self.process = subprocess.Popen(
-            [side.python, "-c", _BOOTSTRAP], cwd=side.root, env=env, stdin=subprocess.PIPE,
+            [*_same_layout(), side.python, "-c", _BOOTSTRAP], cwd=side.root, env=env, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8",
             start_new_session=True,  # Ctrl-C reaches the controller, which then ends the workers itself
         )
@@ -248,6 +260,11 @@ class AbSettings:
     #: Per side, case → failure kind (``--bench-fail [SIDE/]CASE[:KIND]``).
     inject: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     case_timeout: float = 1800.0
+    #: Worker processes per side for the step rounds. Two identical processes on the 2-vCPU VMs ran
+    #: memory-bound phases at persistently different speeds (an A/A run of all 32 cases with one worker
+    #: per side: resnet50_dcn_0003's Adam step +87 %, 5 of 160 time metrics "regressed"); with several,
+    #: a process's quirk shows as disagreement between worker pairs instead of as a verdict.
+    workers: int = 3
     turn_gap_s: float = TURN_GAP_S
     compare_args: Sequence[str] = ()
 
@@ -261,7 +278,8 @@ class Run:
         self.out = settings.output
         self.out.mkdir(parents=True, exist_ok=True)
         self.pairing_id = uuid.uuid4().hex
-        self.workers: dict[str, WorkerProcess | None] = {s: None for s in SIDES}
+        self.n_workers = max(1, settings.workers)
+        self.workers: dict[str, list[WorkerProcess | None]] = {s: [None] * self.n_workers for s in SIDES}
         self.logs = {s: (self.out / f"{s}.log").open("a", encoding="utf-8") for s in SIDES}
         self.envelopes: dict[str, dict[str, Any]] = {}
         self.suites: dict[str, str] = {}
@@ -278,8 +296,8 @@ class Run:
         options["inject"] = dict(self.settings.inject.get(side, {}))
         return options
 
-    def start(self, side: str) -> WorkerProcess:
-        """A fresh worker for ``side``, handshaken and set up; :class:`AbError` when it cannot start."""
+    def start(self, side: str, k: int = 0) -> WorkerProcess:
+        """A fresh worker ``k`` for ``side``, handshaken and set up; :class:`AbError` when it cannot start."""
         s = self.sides[side]
         self.logs[side].write(f"--- worker start {time.strftime('%H:%M:%S')} ({s.description})\n")
         self.logs[side].flush()
@@ -312,18 +330,18 @@ class Run:
             raise AbError(f"{side} ({s.spec}): setup failed: {reply.get('error')}")
         if side not in self.envelopes:
             self.envelopes[side] = {"machine_info": reply["machine_info"], "commit_info": reply["commit_info"]}
-        self.workers[side] = worker
+        self.workers[side][k] = worker
         return worker
 
-    def worker(self, side: str) -> WorkerProcess:
-        return self.workers[side] or self.start(side)
+    def worker(self, side: str, k: int = 0) -> WorkerProcess:
+        return self.workers[side][k] or self.start(side, k)
 
-    def discard(self, side: str) -> None:
-        worker = self.workers[side]
+    def discard(self, side: str, k: int) -> None:
+        worker = self.workers[side][k]
         if worker is not None:
             worker.kill()
             worker.close()
-        self.workers[side] = None
+        self.workers[side][k] = None
 
     def log_tail(self, side: str, lines: int = 15) -> str:
         self.logs[side].flush()
@@ -333,12 +351,12 @@ class Run:
     def close(self, *, kill: bool = False) -> None:
         """End the workers: asked to exit, or killed (after an interrupt, a worker may be mid-request)."""
         for side in SIDES:
-            worker = self.workers[side]
-            if worker is not None:
-                if kill:
-                    worker.kill()
-                worker.close()
-                self.workers[side] = None
+            for k, worker in enumerate(self.workers[side]):
+                if worker is not None:
+                    if kill:
+                        worker.kill()
+                    worker.close()
+                    self.workers[side][k] = None
         for log in self.logs.values():
             log.close()
 
@@ -379,25 +397,26 @@ class Run:
         failures: dict[str, tuple[str, str]] = {}
         active = [s for s in SIDES if s in present]
 
-        def ask(side: str, op: str) -> dict[str, Any] | None:
+        def ask(side: str, op: str, k: int = 0, **fields: Any) -> dict[str, Any] | None:
             started = time.monotonic()
             try:
-                worker = self.worker(side)
-                reply = worker.request(op, self.settings.case_timeout - spent[side], case=case)
+                worker = self.worker(side, k)
+                reply = worker.request(op, self.settings.case_timeout - spent[side], case=case, **fields)
             except AbError as exc:
                 failures[side] = ("error", f"worker could not be restarted: {exc}")
                 return None
             except WorkerGone as exc:
                 tail = self.log_tail(side, 5)
                 failures[side] = (exc.status, f"{exc}; last lines of {side}.log: {tail}")
-                self.discard(side)  # a fresh worker for the next case
+                self.discard(side, k)  # a fresh worker for the next case
                 return None
             finally:
                 spent[side] += time.monotonic() - started
             if not reply.get("ok"):
                 failures[side] = (reply.get("status", "error"), str(reply.get("error")))
                 self.logs[side].write(str(reply.get("traceback", "")))
-                self.worker(side).request("drop", 60.0, case=case)
+                for j in range(workers):
+                    self.worker(side, j).request("drop", 60.0, case=case)
                 return None
             return reply
 
@@ -406,13 +425,20 @@ class Run:
 
         prepare, turn, finish = (("step_prepare", "step_round", "step_finish") if kind == "step"
                                  else ("train_prepare", "train_epoch", "train_finish"))
+        # Step rounds are spread over several processes per side (round r on worker r mod n): a
+        # process can run a phase persistently faster or slower than an identical one (see
+        # AbSettings.workers), and the comparator asks every pair of workers to agree.
+        workers = self.n_workers if kind == "step" else 1
         turns = 0
+        rounds: dict[str, list[dict[str, float]]] = {s: [] for s in SIDES}
         try:
             for side in active:
-                self.say(f"{where} {kind} {case}: {side} building and warming up")
-                reply = ask(side, prepare)
-                if reply is not None and kind == "train":
-                    turns = int(reply["epochs"])
+                for k in range(workers):
+                    if side in running():
+                        self.say(f"{where} {kind} {case}: {side} building and warming up ({k + 1}/{workers})")
+                        reply = ask(side, prepare, k, **({"static": k == 0} if kind == "step" else {}))
+                        if reply is not None and kind == "train":
+                            turns = int(reply["epochs"])
             if kind == "step":
                 turns = int(self.rounds)
             for r, order in enumerate(abba(turns)):
@@ -420,12 +446,16 @@ class Run:
                     if side in running():
                         self.say(f"{where} {kind} {case}: round {r + 1}/{turns}, {side}")
                         time.sleep(self.settings.turn_gap_s)
-                        ask(side, turn)
+                        reply = ask(side, turn, r % workers)
+                        if reply is not None:
+                            rounds[side].append(reply)
             replies = {}
             for side in running():
+                for k in range(1, workers):
+                    ask(side, "drop", k)
                 reply = ask(side, finish)
                 if reply is not None:
-                    replies[side] = reply
+                    replies[side] = _with_rounds(reply, rounds[side]) if kind == "step" else reply
         except KeyboardInterrupt:
             for side in active:
                 self.store(side, case, kind, None, ("interrupted", "KeyboardInterrupt"))
@@ -458,7 +488,8 @@ class Run:
             stats = None
         if failure is not None:
             extra["status"], extra["error"] = failure
-        extra["pairing"] = {"id": self.pairing_id, "side": side, "order": "ABBA"}
+        extra["pairing"] = {"id": self.pairing_id, "side": side, "order": "ABBA",
+                            "workers": self.n_workers if kind == "step" else 1}
         entry = {
             "group": None, "name": name, "fullname": f"bench/test_cases.py::{name}",
             "params": {"case": case}, "param": case, "extra_info": extra,
@@ -520,6 +551,26 @@ class Run:
     def _ordered(self, side: str) -> list[dict[str, Any]]:
         # pytest's order: every test_step first, then every test_train
         return sorted(self.entries[side], key=lambda e: 0 if e["name"].startswith("test_step[") else 1)
+
+
+def _with_rounds(reply: Mapping[str, Any], rounds: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """Worker 0's step record with the samples of every round of every worker, in round order (what
+    the pairing aligns), and the medians, throughputs and stats derived from them."""
+    import statistics
+
+    from bench.worker import stats_of
+
+    extra = dict(reply["extra_info"])
+    for phase in ("forward", "backward", "optimizer", "inference"):
+        samples = [r[phase] for r in rounds]
+        extra[f"samples_{phase}_s"] = samples
+        extra[f"time_{phase}_s"] = statistics.median(samples) if samples else None
+    batch = extra.get("batch_size") or 0
+    train = [r["forward"] + r["backward"] + r["optimizer"] for r in rounds]
+    extra["throughput_train_ips"] = batch / statistics.median(train) if train else None
+    inference = [r["inference"] for r in rounds]
+    extra["throughput_inference_ips"] = batch / statistics.median(inference) if inference else None
+    return {**reply, "extra_info": extra, "stats": stats_of([r["step"] for r in rounds])}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -599,6 +650,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--head-python", metavar="PY", help="interpreter (or venv's python) for the head side")
     p.add_argument("-o", "--output", type=Path, default=Path("ab-out"), metavar="DIR",
                    help="where base.json, head.json, partial files and worker logs go (default: ab-out/)")
+    p.add_argument("--workers", type=int, default=3, metavar="N",
+                   help="worker processes per side for the timing rounds (default 3); round r runs on worker "
+                        "r mod N, and a verdict needs every worker pair to agree")
     p.add_argument("--case-timeout", type=float, default=1800.0, metavar="SECONDS",
                    help="a side that takes longer over one case is killed and the case recorded as error")
     p.add_argument("--bench-fail", action="append", default=[], metavar="[SIDE/]CASE[:KIND]",
@@ -635,6 +689,7 @@ def _cli(args: argparse.Namespace) -> int:
         pythons={"base": args.base_python, "head": args.head_python},
         inject=inject,
         case_timeout=args.case_timeout,
+        workers=args.workers,
         compare_args=compare_argv(args),
     )
     return run(settings)

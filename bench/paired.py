@@ -129,6 +129,10 @@ class PairedTest:
     sigma: float
     #: One-sided signed-rank p-value in the direction the estimate moved (before correction).
     p_value: float
+    #: Rounds measured by several worker processes per side (round r by worker r mod k): each
+    #: worker pair's own Hodges–Lehmann change, so that a quirk of one process can be told apart
+    #: from a change of the code. Empty with one worker per side.
+    group_changes: tuple[float, ...] = ()
 
     @property
     def change(self) -> float:
@@ -149,8 +153,10 @@ class PairedTest:
         return None if shift is None else math.expm1(shift)
 
 
-def paired_test(base: Sequence[float], head: Sequence[float], confidence: float = 0.95) -> PairedTest:
-    """Judge aligned samples (``base[i]`` and ``head[i]`` measured in the same turn)."""
+def paired_test(base: Sequence[float], head: Sequence[float], confidence: float = 0.95,
+                groups: int = 1) -> PairedTest:
+    """Judge aligned samples (``base[i]`` and ``head[i]`` measured in the same turn); ``groups``: the
+    rounds came from that many worker pairs in turn (round i from pair i mod groups)."""
     if len(base) != len(head):
         raise ValueError(f"paired samples differ in length: {len(base)} base, {len(head)} head")
     if not base:
@@ -160,7 +166,10 @@ def paired_test(base: Sequence[float], head: Sequence[float], confidence: float 
     d = [math.log(h / b) for b, h in zip(base, head)]
     estimate, lower, upper = hodges_lehmann(d, confidence)
     alternative: Alternative = "greater" if estimate > 0 else "less"
+    group_changes = tuple(
+        math.expm1(hodges_lehmann(d[g::groups], confidence)[0]) for g in range(groups) if d[g::groups]
+    ) if groups > 1 else ()
     return PairedTest(
         n=len(d), log_estimate=estimate, log_lower=lower, log_upper=upper,
-        sigma=robust_sigma(d), p_value=signed_rank_p(d, alternative),
+        sigma=robust_sigma(d), p_value=signed_rank_p(d, alternative), group_changes=group_changes,
     )

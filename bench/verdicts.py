@@ -513,7 +513,8 @@ def paired_judging(base: Results, head: Results, thresholds: Mapping[str, float]
         for metric in METRICS.values():
             samples = _paired_samples(b, h, metric)
             if samples is not None:
-                tests[(name, metric.key)] = paired_test(*samples)
+                workers = int((b.record.pairing or {}).get("workers") or 1)
+                tests[(name, metric.key)] = paired_test(*samples, groups=workers)
                 ids.add(str(paired_sides(b, h)))
     if not tests:
         return None
@@ -543,6 +544,15 @@ def evaluate_paired(
              else f"{test.n} pairs cannot reach p < {rule.paired_alpha:g} over {family} metrics")
     told = f"paired {change:+.1%} (95% CI {lo:+.1%} to {hi:+.1%}, n={test.n}, Holm p={adjusted_p:.2g})"
     common: dict[str, Any] = {"rel": change, "p_value": adjusted_p, "test": PAIRED_TEST}
+    # With several worker processes per side, each worker pair must see the move (past half the
+    # threshold, the same way): one process running persistently slow moves only its own pair.
+    groups = test.group_changes
+    agree = all(g * change > 0 and abs(g) > threshold / 2 for g in groups)
+    if groups:
+        told += "; worker pairs " + ", ".join(f"{g:+.0%}" for g in groups)
+    if abs(change) > threshold and adjusted_p < rule.paired_alpha and not agree:
+        return MetricDelta(metric, base, head, "inconclusive",
+                           note=f"{told}: the worker pairs disagree (a process's own speed, not the code's)", **common)
     if abs(change) > threshold and adjusted_p < rule.paired_alpha:
         return MetricDelta(metric, base, head, "regressed" if change > 0 else "improved", note=told, **common)
     if abs(change) > threshold:

@@ -101,13 +101,15 @@ class Worker:
         self.cases = {c.name: c for c in cases}
         return {"cases": [{"name": c.name, "suite": c.suite} for c in cases]}
 
-    def step_prepare(self, case: str) -> dict[str, Any]:
+    def step_prepare(self, case: str, static: bool = True) -> dict[str, Any]:
+        """Build and warm up; ``static``: also count params and MACs (one worker per side does)."""
         from bench.harness import StepBenchmark
 
         c = self._case(case)
         self._inject(case, "prepare")
         profile = self.profile
-        cost = self._static(c)
+        if static:
+            self._static(c)
         run = StepBenchmark(c, self.device, profile.batch_size, profile.input_size(c.input_size), seed=self.seed)
         run.warmup(profile.warmup_rounds)
         for _ in range(profile.warmup_rounds):
@@ -115,16 +117,17 @@ class Worker:
         self.device.synchronize()
         self.steps[case] = run
         self.step_times[case] = []
-        return {"params_total": cost.params_total}
+        return {}
 
     def step_round(self, case: str) -> dict[str, Any]:
         run = self.steps[case]
         self._inject(case, "round")
         start = time.perf_counter()
         run.train_step()
-        self.step_times[case].append(time.perf_counter() - start)
+        step = time.perf_counter() - start
+        self.step_times[case].append(step)
         run.inference_round()
-        return {phase: run.samples[phase][-1] for phase in ("forward", "backward", "optimizer", "inference")}
+        return {"step": step, **{p: run.samples[p][-1] for p in ("forward", "backward", "optimizer", "inference")}}
 
     def step_finish(self, case: str) -> dict[str, Any]:
         c, run = self._case(case), self.steps.pop(case)
@@ -135,7 +138,7 @@ class Worker:
         record.update(run.record_fields())
         if self.device.kind == "cuda":
             record.mem_device_bytes = self.device.device_memory_used()
-        return {"extra_info": record.to_extra_info(), "stats": _stats(self.step_times.pop(case))}
+        return {"extra_info": record.to_extra_info(), "stats": stats_of(self.step_times.pop(case))}
 
     def train_prepare(self, case: str) -> dict[str, Any]:
         from bench import data
@@ -164,7 +167,7 @@ class Worker:
         self._fill_static(c, record)
         record.update(trainer.result())
         record.set_samples("epoch", record.samples_epoch_s or [])
-        return {"extra_info": record.to_extra_info(), "stats": _stats(record.samples_epoch_s or [])}
+        return {"extra_info": record.to_extra_info(), "stats": stats_of(record.samples_epoch_s or [])}
 
     def drop(self, case: str) -> dict[str, Any]:
         self.steps.pop(case, None)
@@ -222,7 +225,7 @@ class Worker:
         raise Injected(f"injected failure in {case} (--bench-fail)")
 
 
-def _stats(data: list[float]) -> dict[str, Any] | None:
+def stats_of(data: list[float]) -> dict[str, Any] | None:
     """pytest-benchmark's ``stats`` object for raw round times, computed by pytest-benchmark itself."""
     from pytest_benchmark.stats import Stats
 

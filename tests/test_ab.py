@@ -49,12 +49,13 @@ def fake_side(tmp: Path, name: str, **config: Any) -> Path:
 
 
 def run_ab(tmp: Path, base: str | Path, head: str | Path, *, repo: Path | None = None, rounds: int = 16,
-           timeout: float = 60.0, compare_args: tuple[str, ...] = ()) -> tuple[int, Path]:
+           timeout: float = 60.0, compare_args: tuple[str, ...] = (), workers: int = 1) -> tuple[int, Path]:
     out = tmp / "out"
     settings = ab.AbSettings(
         sides={"base": str(base), "head": str(head)},
         options={"bench_kind": "step", "bench_rounds": rounds},
-        output=out, case_timeout=timeout, turn_gap_s=0.0, compare_args=("--json", str(out / "verdicts.json"), *compare_args),
+        output=out, case_timeout=timeout, turn_gap_s=0.0, workers=workers,
+        compare_args=("--json", str(out / "verdicts.json"), *compare_args),
     )
     return ab.run(settings, repo=repo or tmp), out
 
@@ -79,7 +80,7 @@ def test_a_slower_case_is_caught_and_the_files_are_paired(tmp_path: Path) -> Non
     b, h = load_results(out / "base.json"), load_results(out / "head.json")
     pb, ph = b.envelope["machine_info"]["archbench"]["pairing"], h.envelope["machine_info"]["archbench"]["pairing"]
     assert pb["id"] == ph["id"] and (pb["side"], ph["side"]) == ("base", "head") and pb["order"] == "ABBA"
-    assert b.benchmarks["test_step[beta]"].record.pairing == {"id": pb["id"], "side": "base", "order": "ABBA"}
+    assert b.benchmarks["test_step[beta]"].record.pairing == {"id": pb["id"], "side": "base", "order": "ABBA", "workers": 1}
     assert len(b.benchmarks["test_step[beta]"].record.samples_forward_s or []) == 16
     # bench compare of the written files later gives the same verdicts
     again = compare_runs(b, h)
@@ -257,3 +258,19 @@ def test_end_to_end_two_worktrees_of_this_repository(tmp_path: Path) -> None:
     notes = [m["note"] for b in verdicts["benchmarks"] for m in b["metrics"] if m["key"] == "time_forward_s"]
     assert all("n=6" in n for n in notes) and notes
     assert _git(REPO, "worktree", "list") == worktrees
+
+
+def test_several_workers_per_side_share_the_rounds_and_must_agree(tmp_path: Path) -> None:
+    base = fake_side(tmp_path, "base")
+    head = fake_side(tmp_path, "head", slow={"beta": 1.3})
+    code, out = run_ab(tmp_path, base, head, rounds=18, workers=3)
+    assert code == 1
+    assert statuses(out) == {"test_step[alpha]": "unchanged", "test_step[beta]": "regressed"}
+    record = load_results(out / "head.json").benchmarks["test_step[beta]"].record
+    assert record.pairing is not None and record.pairing["workers"] == 3
+    assert len(record.samples_forward_s or []) == 18  # every worker's rounds, in round order
+    assert len((tmp_path / "pids.txt").read_text().split()) == 6
+    notes = [m["note"] for b in json.loads((out / "verdicts.json").read_text())["benchmarks"] for m in b["metrics"]
+             if b["name"] == "test_step[beta]" and m["key"] == "time_forward_s"]
+    assert "worker pairs +30%, +30%, +30%" in notes[0]
+    assert_no_worker_left(tmp_path)

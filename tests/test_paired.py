@@ -119,3 +119,16 @@ def test_paired_test_refuses_misaligned_samples() -> None:
         paired_test([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="positive"):
         paired_test([1.0, 0.0], [1.0, 1.0])
+
+
+def test_worker_pairs_that_disagree_make_a_move_inconclusive() -> None:
+    metric = METRICS["time_forward_s"]
+    base, head = _deltas(1.0, n=30)
+    head = [h * (1.5 if i % 3 == 0 else 1.0) for i, h in enumerate(head)]  # one of three processes is slow
+    test = paired_test(base, head, groups=3)
+    assert len(test.group_changes) == 3
+    assert test.group_changes[0] > 0.3 and all(abs(g) < 0.1 for g in test.group_changes[1:])
+    d = evaluate_paired(metric, 1.0, 1.1, test, 1e-6, 1)  # even when the test alone says "significant"
+    assert d.verdict == "inconclusive" and "worker pairs disagree" in d.note
+    slower = paired_test(base, [h * 1.2 for h in _deltas(1.0, n=30)[1]], groups=3)
+    assert evaluate_paired(metric, 1.0, 1.2, slower, 1e-6, 1).verdict == "regressed"

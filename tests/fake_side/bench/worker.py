@@ -70,6 +70,8 @@ def main():
             factor = CONFIG.get("slow", {}).get(case, 1.0)
             for phase in samples[case]:
                 samples[case][phase].append(0.01 * speed * factor * (1 + 0.01 * rng.random()))
+            reply.update({phase: values[-1] for phase, values in samples[case].items()})
+            reply["step"] = sum(reply.get(p, 0.0) for p in ("forward", "backward", "optimizer"))
         elif op in ("step_finish", "train_finish"):
             kind = "step" if op == "step_finish" else "train"
             got = samples.pop(case)
