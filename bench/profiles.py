@@ -24,8 +24,10 @@ class Profile:
     train_samples: int  # training split size; val/test are a quarter each
     train_epochs: int
     train_batch_size: int
-    #: ``bench ab``: rounds per side, taken in alternation (a paired test needs more than one run's
-    #: medians do; see README "Catching regressions").
+    #: ``bench ab``: rounds per side, taken in alternation. A paired test needs more rounds than one
+    #: run's median does: with k pairs the smallest signed-rank p is 2**-k, and Holm over a run's ~190
+    #: time metrics asks for p < 0.05/190. With a per-pair spread of 0.1 (log), 22 pairs catch a 10 %
+    #: slowdown 4 times in 5 (README "Catching regressions"); smoke takes 24, full 30.
     paired_rounds: int = 30
 
     def input_size(self, native: int) -> int:
@@ -45,12 +47,14 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", max_input_size=64, batch_size=2, warmup_rounds=1, rounds=5,
         train_image_size=32, train_samples=192, train_epochs=2, train_batch_size=16,
+        paired_rounds=24,
     ),
     # Training: unchanged; 4096 × 10 epochs at 64 px is minutes per case on a GPU (ViT-B/16 sees 17 tokens)
     # and generating the embedded set takes ~3 s on a CPU.
     "full": Profile(
         "full", max_input_size=None, batch_size=32, warmup_rounds=5, rounds=30,
         train_image_size=64, train_samples=4096, train_epochs=10, train_batch_size=64,
+        paired_rounds=30,
     ),
 }
 
