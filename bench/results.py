@@ -17,6 +17,7 @@ file over one ``"stats": null``. Archbench's readers see both lists as one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -67,6 +68,10 @@ class Environment:
     deterministic: bool | None = None
     suite_version: str | None = None
     gpu: Mapping[str, Any] | None = None
+    #: The CPU's model and instruction sets (from pytest-benchmark's ``machine_info.cpu``): two CPUs
+    #: that both call themselves "AMD EPYC" can run different kernels (AVX-512 or not) and so train
+    #: to different accuracies from the same seed.
+    cpu: str | None = None
 
     @classmethod
     def from_machine_info(cls, machine_info: Mapping[str, Any], where: str) -> Environment:
@@ -92,7 +97,19 @@ class Environment:
             deterministic=block.get("deterministic"),
             suite_version=block.get("suite_version"),
             gpu=gpu if isinstance(gpu, Mapping) else None,
+            cpu=_cpu_identity(machine_info.get("cpu")),
         )
+
+
+def _cpu_identity(cpu: Any) -> str | None:
+    """"vendor family F model M, N flags (digest)" from py-cpuinfo's record, or ``None`` without one."""
+    if not isinstance(cpu, Mapping):
+        return None
+    flags = cpu.get("flags")
+    flags = sorted(str(f) for f in flags) if isinstance(flags, list) else []
+    digest = hashlib.sha256(" ".join(flags).encode()).hexdigest()[:10]
+    return (f"{cpu.get('vendor_id_raw', '?')} family {cpu.get('family', '?')} model {cpu.get('model', '?')}, "
+            f"{len(flags)} flags ({digest})")
 
 
 @dataclass(frozen=True)

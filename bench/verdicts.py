@@ -375,10 +375,10 @@ def _failure(bench: Benchmark) -> str:
 
 
 #: Environment fields that must match for accuracy to be reproducible bit for bit.
-_EXACT_ENV_FIELDS = ("torch", "device_name", "threads", "deterministic")
+_EXACT_ENV_FIELDS = ("torch", "device_name", "cpu", "threads", "deterministic")
 #: Environment fields whose difference is reported (but does not block).
 _NOTED_ENV_FIELDS = (
-    "device_name", "torch", "torchvision", "cuda", "cudnn", "threads", "deterministic", "suite_version",
+    "device_name", "cpu", "torch", "torchvision", "cuda", "cudnn", "threads", "deterministic", "suite_version",
 )
 
 

@@ -132,3 +132,21 @@ def test_worker_pairs_that_disagree_make_a_move_inconclusive() -> None:
     assert d.verdict == "inconclusive" and "worker pairs disagree" in d.note
     slower = paired_test(base, [h * 1.2 for h in _deltas(1.0, n=30)[1]], groups=3)
     assert evaluate_paired(metric, 1.0, 1.2, slower, 1e-6, 1).verdict == "regressed"
+
+
+def test_accuracy_is_exact_only_on_the_same_cpu() -> None:
+    """Two CPUs that both call themselves "AMD EPYC", one with AVX-512: same seed, different kernels,
+    different accuracies (seen between the committed baseline and a run on a newer VM)."""
+    from bench.results import Environment
+    from bench.verdicts import reproducible_env
+
+    def env(family: int, flags: list[str]) -> Environment:
+        info = {"archbench": {"device": "cpu", "profile": "smoke", "device_name": "AMD EPYC", "torch": "2",
+                              "threads": 2, "deterministic": True},
+                "cpu": {"vendor_id_raw": "AuthenticAMD", "family": family, "model": 1, "flags": flags}}
+        return Environment.from_machine_info(info, "x.json")
+
+    zen3, zen5 = env(25, ["avx2", "fma"]), env(26, ["avx2", "avx512f", "fma"])
+    assert reproducible_env(zen3, env(25, ["fma", "avx2"]))
+    assert not reproducible_env(zen3, zen5)
+    assert zen3.cpu is not None and "family 25" in zen3.cpu and "2 flags" in zen3.cpu
