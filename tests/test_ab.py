@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -272,5 +273,9 @@ def test_several_workers_per_side_share_the_rounds_and_must_agree(tmp_path: Path
     assert len((tmp_path / "pids.txt").read_text().split()) == 6
     notes = [m["note"] for b in json.loads((out / "verdicts.json").read_text())["benchmarks"] for m in b["metrics"]
              if b["name"] == "test_step[beta]" and m["key"] == "time_forward_s"]
-    assert "worker pairs +30%, +30%, +30%" in notes[0]
+    # The fake sleeps, so each worker pair's ratio is 1.3 give or take the scheduler: one figure per worker.
+    pairs = re.search(r"worker pairs ([^;]*)$", notes[0])
+    assert pairs is not None, notes[0]
+    shifts = [float(p.rstrip("%")) for p in pairs.group(1).split(", ")]
+    assert len(shifts) == 3 and all(25 <= s <= 35 for s in shifts), notes[0]
     assert_no_worker_left(tmp_path)
