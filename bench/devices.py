@@ -5,8 +5,9 @@ global settings a measurement needs (restored afterwards), and how to describe i
 provenance.
 
 Timing. CPU work is synchronous, so a ``perf_counter`` pair around the call is the time. CUDA work is
-asynchronous: the time is taken between two CUDA events recorded on the current stream around the call,
-and the end event is synchronised before it is read.
+asynchronous: the time is taken between two CUDA events recorded around the call on the current stream
+*of the measured device* (made current for the whole measurement), and the end event is synchronised
+before it is read.
 
 Memory. ``mem_<phase>_bytes`` is the peak of tensor memory during the phase *above what was live when the
 phase began*. CUDA reads it from the caching allocator (``reset_peak_memory_stats`` at phase start,
@@ -21,17 +22,25 @@ training step page-faults its activations and gradients anew, at a cost that dep
 history and on the host. CUDA's caching allocator keeps memory between steps; :func:`steady_malloc` gives
 the CPU the same steady state (see its docstring for what was measured).
 
-The CUDA backend, cuDNN flags and NVML are injected so that the CUDA path is testable without a GPU.
+Telemetry. NVML gives clocks, temperature, power and clock-event (throttle) reasons, read per case
+(:meth:`CudaDevice.telemetry`); the NVML device is found by UUID, since NVML's numbering is PCI order
+and ignores ``CUDA_VISIBLE_DEVICES``. Any NVML error, at init or after it (NotSupported and NoPermission
+are common on vGPUs and in containers), makes the fields it concerns ``None`` with the reason recorded:
+it never fails a measured case.
+
+The CUDA backend, cuDNN flags and NVML are injected so that the CUDA path is testable without a GPU
+(``tests/fake_cuda.py`` models current devices, per-device streams and events, and NVML's own order).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -48,6 +57,16 @@ class Peak:
     """Filled in when a :meth:`Device.peak_memory` block exits."""
 
     bytes: int | None = None
+
+
+@dataclass
+class StepPeak:
+    """Filled in when a :meth:`Device.step_memory` block exits. ``allocated``: the absolute peak of
+    tensor memory over the block (weights, optimizer state and activations: whether a batch fits);
+    ``reserved``: the caching allocator's reserved peak (CUDA only)."""
+
+    allocated: int | None = None
+    reserved: int | None = None
 
 
 class Device(Protocol):
@@ -67,8 +86,21 @@ class Device(Protocol):
         (modules, optimizers, tensors) are what is already live; the CPU tracker needs them named."""
         ...
 
+    def step_memory(self, *owners: Any) -> contextlib.AbstractContextManager[StepPeak]:
+        """Measure the absolute peak of tensor memory over the block, what ``owners`` (modules,
+        optimizers, batches) hold at entry included, and the allocator's reserved peak where there is one."""
+        ...
+
     def settings(self) -> contextlib.AbstractContextManager[None]:
         """Global settings a measurement needs, restored on exit."""
+        ...
+
+    def telemetry(self) -> dict[str, Any] | None:
+        """Clocks, temperature, power and throttling now (CUDA); ``None`` where the device has none."""
+        ...
+
+    def release_cached_memory(self) -> None:
+        """Return cached allocator blocks between cases (CUDA); a no-op elsewhere."""
         ...
 
     def info(self) -> dict[str, Any]:
@@ -151,6 +183,20 @@ class CpuDevice:
         peak.bytes = tracker.peak
 
     @contextlib.contextmanager
+    def step_memory(self, *owners: Any) -> Iterator[StepPeak]:
+        peak = StepPeak()
+        tracker = TensorMemoryTracker(self.torch_device.type, initial=owned_storages(*owners))
+        with tracker:
+            yield peak
+        peak.allocated = tracker.peak  # no caching allocator on the CPU: nothing is reserved beyond it
+
+    def telemetry(self) -> None:
+        return None  # VMs do not expose meaningful per-core clocks or throttling
+
+    def release_cached_memory(self) -> None:
+        pass
+
+    @contextlib.contextmanager
     def settings(self) -> Iterator[None]:
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
@@ -189,9 +235,48 @@ class CpuDevice:
         )
 
 
+#: Clock-event reasons (NVML's ``nvmlClocksEventReason*``, formerly ``nvmlClocksThrottleReason*``) that
+#: mean the GPU ran slower than it was asked to: power capping, thermal or hardware slowdown. Idle,
+#: application clocks, sync boost and display clocks are settings or states, not throttling.
+THROTTLE_REASONS: dict[str, int] = {
+    "sw_power_cap": 0x04,
+    "hw_slowdown": 0x08,
+    "sw_thermal_slowdown": 0x20,
+    "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80,
+}
+#: Every reason NVML names, for the record (values from nvml.h / pynvml).
+CLOCK_EVENT_REASONS: dict[str, int] = {
+    "gpu_idle": 0x01, "applications_clocks_setting": 0x02, "sync_boost": 0x10,
+    "display_clock_setting": 0x100, **THROTTLE_REASONS,
+}
+#: Allocation failures that are out-of-memory under another name: cuDNN and cuBLAS allocate workspace
+#: outside the caching allocator and report failure with their own status codes.
+_CUDA_OOM_MARKERS = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
+@dataclass(frozen=True)
+class NvmlDevice:
+    """NVML opened for one CUDA device: the module and the device's handle, or why there is none."""
+
+    nvml: Any = None
+    handle: Any = None
+    reason: str | None = None
+
+
 class CudaDevice:
-    """One CUDA device. ``cuda``, ``cudnn`` and ``nvml`` default to torch.cuda, torch.backends.cudnn
-    and pynvml (nvidia-ml-py); tests pass fakes."""
+    """One CUDA device, ``cuda:index`` in torch's (``CUDA_VISIBLE_DEVICES``-relative) numbering.
+
+    Everything runs with this device current (:meth:`settings`), and times come from events recorded
+    on *this device's* current stream: events recorded on another device's stream would measure that
+    device's idle queue, and their ``synchronize`` would not wait for this one.
+
+    NVML numbers GPUs in PCI order and ignores ``CUDA_VISIBLE_DEVICES``; CUDA (by default) numbers the
+    visible ones fastest first. The two are matched by UUID, never by index.
+
+    ``cuda``, ``cudnn`` and ``nvml`` default to torch.cuda, torch.backends.cudnn and pynvml
+    (nvidia-ml-py); tests pass fakes.
+    """
 
     kind = "cuda"
 
@@ -214,12 +299,14 @@ class CudaDevice:
         self.torch_device = torch.device("cuda", index)
 
     def timed(self, fn: Callable[[], T]) -> tuple[float, T]:
-        start = self.cuda.Event(enable_timing=True)
-        end = self.cuda.Event(enable_timing=True)
-        start.record()
-        result = fn()
-        end.record()
-        end.synchronize()
+        with self.cuda.device(self.index):
+            stream = self.cuda.current_stream(self.index)
+            start = self.cuda.Event(enable_timing=True)
+            end = self.cuda.Event(enable_timing=True)
+            start.record(stream)
+            result = fn()
+            end.record(stream)
+            end.synchronize()
         return start.elapsed_time(end) / 1000.0, result  # elapsed_time is in milliseconds
 
     def synchronize(self) -> None:
@@ -236,17 +323,37 @@ class CudaDevice:
         peak.bytes = int(self.cuda.max_memory_allocated(self.index) - base)
 
     @contextlib.contextmanager
+    def step_memory(self, *owners: Any) -> Iterator[StepPeak]:
+        peak = StepPeak()
+        self.cuda.synchronize(self.index)
+        self.cuda.reset_peak_memory_stats(self.index)
+        yield peak
+        self.cuda.synchronize(self.index)
+        peak.allocated = int(self.cuda.max_memory_allocated(self.index))
+        peak.reserved = int(self.cuda.max_memory_reserved(self.index))
+
+    @contextlib.contextmanager
     def settings(self) -> Iterator[None]:
         previous_benchmark = self.cudnn.benchmark
         previous_threads = torch.get_num_threads()
-        self.cudnn.benchmark = self.cudnn_benchmark
-        torch.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            self.cudnn.benchmark = previous_benchmark
-            torch.set_num_threads(previous_threads)
+        # Current device first: anything below that creates a CUDA context or picks a default stream
+        # must do it on this GPU, not on GPU 0.
+        with self.cuda.device(self.index):
+            self.cudnn.benchmark = self.cudnn_benchmark
+            torch.set_num_threads(self.threads)
+            try:
+                yield
+            finally:
+                self.cudnn.benchmark = previous_benchmark
+                torch.set_num_threads(previous_threads)
 
+    def release_cached_memory(self) -> None:
+        """Give cached blocks back between cases, so that one case's reserved memory is not the next's."""
+        self.cuda.synchronize(self.index)
+        with self.cuda.device(self.index):
+            self.cuda.empty_cache()
+
+    # -- NVML ----------------------------------------------------------------------------------------
     def nvml(self) -> Any:
         if self._nvml is None:
             import pynvml  # nvidia-ml-py
@@ -254,35 +361,69 @@ class CudaDevice:
             self._nvml = pynvml
         return self._nvml
 
+    def uuid(self) -> str:
+        """CUDA's UUID of this device, as NVML spells it (``GPU-…``, or ``MIG-…`` for a MIG slice)."""
+        raw = str(self.cuda.get_device_properties(self.index).uuid)
+        return raw if raw.startswith(("GPU-", "MIG-")) else f"GPU-{raw}"
+
+    @contextlib.contextmanager
+    def nvml_device(self) -> Iterator[NvmlDevice]:
+        """NVML initialised and this device's handle, found by UUID; on any NVML error (no driver, not
+        supported, no permission, as on vGPUs and in containers) a :class:`NvmlDevice` with the reason."""
+        nvml = self.nvml()
+        with _nvml_session(nvml) as (session, reason):
+            if session is None:
+                yield NvmlDevice(reason=reason)
+                return
+            uuid = self.uuid()
+            try:
+                handle = _handle_by_uuid(session, uuid)
+            except _nvml_error(session) as exc:
+                yield NvmlDevice(reason=f"no NVML device with UUID {uuid}: {_reason(exc)}")
+                return
+            yield NvmlDevice(session, handle)
+
     def device_memory_used(self) -> int | None:
-        """NVML's view of memory in use on the device (all processes, incl. the caching allocator)."""
-        with _nvml_session(self.nvml()) as nvml:
-            if nvml is None:
+        """NVML's view of memory in use on the device: every process and every cached block."""
+        with self.nvml_device() as dev:
+            if dev.handle is None:
                 return None
-            handle = nvml.nvmlDeviceGetHandleByIndex(self.index)
-            return int(nvml.nvmlDeviceGetMemoryInfo(handle).used)
+            try:
+                return int(dev.nvml.nvmlDeviceGetMemoryInfo(dev.handle).used)
+            except _nvml_error(dev.nvml):
+                return None
+
+    def telemetry(self) -> dict[str, Any]:
+        """Clocks, temperature, power and clock-event reasons now. A field NVML cannot give is ``None``
+        and its reason is under ``unavailable``; ``throttled`` is whether any throttle reason is active."""
+        with self.nvml_device() as dev:
+            return _telemetry(dev)
 
     def info(self) -> dict[str, Any]:
         props = self.cuda.get_device_properties(self.index)
         gpu: dict[str, Any] = {
             "name": props.name,
+            "index": self.index,
+            "uuid": self.uuid(),
             "capability": f"{props.major}.{props.minor}",
             "memory_total_bytes": int(props.total_memory),
             "cudnn_benchmark": self.cudnn_benchmark,
         }
-        with _nvml_session(self.nvml()) as nvml:
-            if nvml is not None:
-                handle = nvml.nvmlDeviceGetHandleByIndex(self.index)
-                gpu.update(
-                    driver=_text(nvml.nvmlSystemGetDriverVersion()),
-                    nvml_name=_text(nvml.nvmlDeviceGetName(handle)),
-                    memory_total_bytes=int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
-                    clock_sm_mhz=int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)),
-                    clock_mem_mhz=int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM)),
-                    clock_sm_max_mhz=int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM)),
-                )
+        with self.nvml_device() as dev:
+            if dev.handle is None:
+                gpu.update(driver=None, nvml=dev.reason)
             else:
-                gpu["driver"] = None
+                nvml, handle = dev.nvml, dev.handle
+                fields: dict[str, Callable[[], Any]] = {
+                    "driver": lambda: _text(nvml.nvmlSystemGetDriverVersion()),
+                    "nvml_name": lambda: _text(nvml.nvmlDeviceGetName(handle)),
+                    "pci_bus_id": lambda: _text(nvml.nvmlDeviceGetPciInfo(handle).busId),
+                    "clock_sm_max_mhz": lambda: int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM)),
+                    "clock_mem_max_mhz": lambda: int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_MEM)),
+                    "power_limit_w": lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
+                }
+                unavailable = _read_fields(nvml, fields, gpu)
+                gpu["nvml"] = "ok" if not unavailable else unavailable
         return {
             "device": "cuda",
             "device_name": props.name,
@@ -293,9 +434,83 @@ class CudaDevice:
 
     def is_oom(self, exc: BaseException) -> bool:
         oom_type = getattr(self.cuda, "OutOfMemoryError", None)
-        return (oom_type is not None and isinstance(exc, oom_type)) or (
-            isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-        )
+        if isinstance(exc, MemoryError) or (oom_type is not None and isinstance(exc, oom_type)):
+            return True
+        text = str(exc)
+        return isinstance(exc, RuntimeError) and any(m.lower() in text.lower() for m in _CUDA_OOM_MARKERS)
+
+
+def _nvml_error(nvml: Any) -> type[BaseException]:
+    error = getattr(nvml, "NVMLError", None)
+    return error if isinstance(error, type) and issubclass(error, BaseException) else _NoError
+
+
+class _NoError(Exception):
+    """Stands in for NVMLError when a module has none: matches nothing."""
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _handle_by_uuid(nvml: Any, uuid: str) -> Any:
+    return nvml.nvmlDeviceGetHandleByUUID(uuid)
+
+
+def _read_fields(nvml: Any, fields: dict[str, Callable[[], Any]], out: dict[str, Any]) -> dict[str, str]:
+    """Read each field on its own: one that NVML refuses is ``None`` with its reason, the rest stand."""
+    unavailable: dict[str, str] = {}
+    for name, read in fields.items():
+        try:
+            out[name] = read()
+        except _nvml_error(nvml) as exc:
+            out[name] = None
+            unavailable[name] = _reason(exc)
+    return unavailable
+
+
+def _clock_event_reasons(nvml: Any, handle: Any) -> int:
+    # nvmlDeviceGetCurrentClocksEventReasons is the current name (driver 535+); the old one remains.
+    read = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+    return int(read(handle))
+
+
+def _telemetry(dev: NvmlDevice) -> dict[str, Any]:
+    out: dict[str, Any] = {"clock_sm_mhz": None, "clock_mem_mhz": None, "temperature_c": None,
+                           "power_w": None, "power_limit_w": None, "clock_event_reasons": None,
+                           "throttled": None}
+    if dev.handle is None:
+        out["unavailable"] = {"nvml": dev.reason}
+        return out
+    nvml, handle = dev.nvml, dev.handle
+    fields: dict[str, Callable[[], Any]] = {
+        "clock_sm_mhz": lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)),
+        "clock_mem_mhz": lambda: int(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM)),
+        "temperature_c": lambda: int(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)),
+        "power_w": lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,  # NVML reports milliwatts
+        "power_limit_w": lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
+        "clock_event_reasons": lambda: _clock_event_reasons(nvml, handle),
+    }
+    unavailable = _read_fields(nvml, fields, out)
+    bits = out["clock_event_reasons"]
+    if bits is not None:
+        out["clock_event_reasons"] = sorted(name for name, bit in CLOCK_EVENT_REASONS.items() if bits & bit)
+        out["throttled"] = any(bits & bit for bit in THROTTLE_REASONS.values())
+    if unavailable:
+        out["unavailable"] = unavailable
+    return out
+
+
+def throttle_summary(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[bool | None, list[str]]:
+    """Whether a case ran throttled, from its telemetry snapshots, and which throttle reasons were seen.
+    ``None`` when no snapshot could tell."""
+    seen: set[str] = set()
+    known = False
+    for snap in (before, after):
+        if snap and snap.get("throttled") is not None:
+            known = True
+            seen.update(r for r in snap.get("clock_event_reasons") or [] if r in THROTTLE_REASONS)
+    return (bool(seen) if known else None), sorted(seen)
 
 
 class TensorMemoryTracker(TorchDispatchMode):
@@ -310,14 +525,19 @@ class TensorMemoryTracker(TorchDispatchMode):
     (the triplet loss calls the model three times), so it cannot measure every case.
     """
 
-    def __init__(self, device_type: str = "cpu") -> None:
+    def __init__(self, device_type: str = "cpu", initial: Iterable[torch.UntypedStorage] = ()) -> None:
         super().__init__()
         self.device_type = device_type
         self.live: dict[int, tuple[StorageWeakRef, int]] = {}
         # storages that existed before the block (seen as op inputs first); views of them are not new
         self.external: dict[int, StorageWeakRef] = {}
         self.current = 0
-        self.peak = 0
+        # ``initial`` storages count from the start and stop counting when they die (an absolute peak)
+        for storage in initial:
+            if storage._cdata not in self.live and storage.device.type == device_type:
+                self.live[storage._cdata] = (StorageWeakRef(storage), storage.nbytes())
+                self.current += storage.nbytes()
+        self.peak = self.current
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -348,22 +568,48 @@ class TensorMemoryTracker(TorchDispatchMode):
             del self.external[key]
 
 
+def owned_storages(*owners: Any) -> list[torch.UntypedStorage]:
+    """The tensor storages that modules (parameters, gradients, buffers), optimizers (state),
+    dataclasses of tensors (a batch) and plain tensors or containers of them hold, each once."""
+    tensors: list[torch.Tensor] = []
+    for owner in owners:
+        if isinstance(owner, torch.nn.Module):
+            for p in owner.parameters():
+                tensors.append(p)
+                if p.grad is not None:
+                    tensors.append(p.grad)
+            tensors.extend(owner.buffers())
+        elif isinstance(owner, torch.optim.Optimizer):
+            tensors.extend(t for state in owner.state.values() for t in tree_leaves(state)
+                           if isinstance(t, torch.Tensor))
+        elif dataclasses.is_dataclass(owner) and not isinstance(owner, type):
+            tensors.extend(t for f in dataclasses.fields(owner) for t in tree_leaves(getattr(owner, f.name))
+                           if isinstance(t, torch.Tensor))
+        else:
+            tensors.extend(t for t in tree_leaves(owner) if isinstance(t, torch.Tensor))
+    seen: dict[int, torch.UntypedStorage] = {}
+    for t in tensors:
+        storage = t.untyped_storage()
+        seen.setdefault(storage._cdata, storage)
+    return list(seen.values())
+
+
 @contextlib.contextmanager
-def _nvml_session(nvml: Any) -> Iterator[Any]:
-    """Init/shutdown around a block; yields None when NVML is unusable (no driver), so provenance
-    degrades to what torch knows instead of failing the run."""
-    error_type = getattr(nvml, "NVMLError", None)
+def _nvml_session(nvml: Any) -> Iterator[tuple[Any, str | None]]:
+    """Init/shutdown around a block; yields ``(nvml, None)``, or ``(None, reason)`` when NVML cannot be
+    initialised (no driver, no library), so provenance degrades to what torch knows."""
     try:
         nvml.nvmlInit()
-    except Exception as exc:
-        if error_type is not None and isinstance(exc, error_type):
-            yield None
-            return
-        raise
+    except _nvml_error(nvml) as exc:
+        yield None, f"nvmlInit failed: {_reason(exc)}"
+        return
     try:
-        yield nvml
+        yield nvml, None
     finally:
-        nvml.nvmlShutdown()
+        try:
+            nvml.nvmlShutdown()
+        except _nvml_error(nvml):
+            pass  # nothing to undo: a failed shutdown must not turn a measured case into an error
 
 
 def _text(value: str | bytes) -> str:
@@ -393,6 +639,13 @@ def make_device(kind: str | None = None, *, threads: int | None = None, malloc: 
     if kind.startswith("cuda"):
         if not torch.cuda.is_available():
             raise RuntimeError(f"device {kind!r} requested but torch.cuda.is_available() is False")
-        index = int(kind.split(":", 1)[1]) if ":" in kind else 0
+        try:
+            index = int(kind.split(":", 1)[1]) if ":" in kind else 0
+        except ValueError:
+            raise ValueError(f"unknown device {kind!r}; use 'cpu', 'cuda' or 'cuda:N'") from None
+        count = torch.cuda.device_count()
+        if not 0 <= index < count:
+            raise RuntimeError(f"device {kind!r} requested but only {count} CUDA device(s) are visible "
+                               f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
         return CudaDevice(index, threads=threads)
     raise ValueError(f"unknown device {kind!r}; use 'cpu', 'cuda' or 'cuda:N'")

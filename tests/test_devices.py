@@ -5,144 +5,107 @@ from __future__ import annotations
 import ctypes
 import platform
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
+from fake_cuda import (
+    FakeCuda,
+    FakeGpu,
+    FakeNvml,
+    FakeStream,
+    NVMLError_NoPermission,
+    NVMLError_NotSupported,
+    two_gpus_reordered,
+)
 
 from bench.devices import CpuDevice, CudaDevice, make_device
 
 
-class FakeEvent:
-    def __init__(self, log: list[str], clock: FakeCuda, enable_timing: bool = False) -> None:
-        assert enable_timing, "timing events must be created with enable_timing=True"
-        self.log, self.clock, self.t = log, clock, None
-
-    def record(self) -> None:
-        self.t = self.clock.now
-        self.log.append("record")
-
-    def synchronize(self) -> None:
-        self.log.append("event.synchronize")
-
-    def elapsed_time(self, end: FakeEvent) -> float:
-        assert "event.synchronize" in self.log, "elapsed_time read before the end event was synchronised"
-        return end.t - self.t  # milliseconds, like CUDA
-
-
-class FakeCuda:
-    """Enough of torch.cuda for the harness: events on a fake clock and an allocator with peaks."""
-
-    class OutOfMemoryError(RuntimeError):
-        pass
-
-    def __init__(self) -> None:
-        self.now = 0.0  # ms
-        self.log: list[str] = []
-        self.allocated = 1000
-        self.peak = 1000
-
-    def Event(self, enable_timing: bool = False) -> FakeEvent:
-        return FakeEvent(self.log, self, enable_timing)
-
-    def synchronize(self, index: int = 0) -> None:
-        self.log.append("synchronize")
-
-    def reset_peak_memory_stats(self, index: int = 0) -> None:
-        self.log.append("reset_peak")
-        self.peak = self.allocated
-
-    def memory_allocated(self, index: int = 0) -> int:
-        return self.allocated
-
-    def max_memory_allocated(self, index: int = 0) -> int:
-        return self.peak
-
-    def alloc(self, n: int) -> None:
-        self.allocated += n
-        self.peak = max(self.peak, self.allocated)
-
-    def free(self, n: int) -> None:
-        self.allocated -= n
-
-    def get_device_properties(self, index: int) -> SimpleNamespace:
-        return SimpleNamespace(name="Fake GPU 80GB", major=9, minor=0, total_memory=80 * 2**30)
-
-
-class FakeNvml:
-    NVML_CLOCK_SM, NVML_CLOCK_MEM = 1, 2
-
-    class NVMLError(Exception):
-        pass
-
-    def __init__(self, fail_init: bool = False) -> None:
-        self.fail_init, self.calls = fail_init, []
-
-    def nvmlInit(self) -> None:
-        self.calls.append("init")
-        if self.fail_init:
-            raise self.NVMLError("Driver Not Loaded")
-
-    def nvmlShutdown(self) -> None:
-        self.calls.append("shutdown")
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> str:
-        return f"h{i}"
-
-    def nvmlSystemGetDriverVersion(self) -> bytes:
-        return b"999.12"
-
-    def nvmlDeviceGetName(self, h: str) -> str:
-        return "Fake GPU 80GB"
-
-    def nvmlDeviceGetMemoryInfo(self, h: str) -> SimpleNamespace:
-        return SimpleNamespace(total=85899345920, used=1234567, free=0)
-
-    def nvmlDeviceGetClockInfo(self, h: str, kind: int) -> int:
-        return {1: 1410, 2: 1593}[kind]
-
-    def nvmlDeviceGetMaxClockInfo(self, h: str, kind: int) -> int:
-        return 1980
-
-
-def cuda_device(**kw) -> tuple[CudaDevice, FakeCuda]:
-    fake = FakeCuda()
+def cuda_device(index: int = 0, cuda: FakeCuda | None = None, nvml: FakeNvml | None = None,
+                **kw: Any) -> tuple[CudaDevice, FakeCuda]:
+    fake = cuda or FakeCuda()
     cudnn = SimpleNamespace(benchmark=False)
-    return CudaDevice(0, cuda=fake, cudnn=cudnn, nvml=kw.pop("nvml", FakeNvml()), **kw), fake
+    return CudaDevice(index, cuda=fake, cudnn=cudnn, nvml=nvml or FakeNvml(), **kw), fake
 
 
 def test_cuda_timing_uses_events_and_synchronises_before_reading() -> None:
     dev, fake = cuda_device()
 
     def work() -> str:
-        fake.now += 12.5  # the "kernel" takes 12.5 ms of device time
+        fake.launch(0, 12.5)  # a kernel of 12.5 ms of device time
         return "out"
 
     seconds, out = dev.timed(work)
     assert out == "out"
-    assert seconds == pytest.approx(0.0125)
-    assert fake.log == ["record", "record", "event.synchronize"]
+    assert seconds == pytest.approx(0.0125, abs=1e-4)
 
 
-def test_cuda_peak_is_allocator_peak_above_phase_start() -> None:
-    dev, fake = cuda_device()
-    fake.alloc(5000)  # something allocated (and peaked) before the phase: must not count
-    fake.free(5000)
+def test_cuda_timing_on_the_second_gpu_times_that_gpu() -> None:
+    """Events on GPU 0's (idle) stream would measure a launch, and their synchronize would not wait for
+    GPU 1: the time must be GPU 1's kernel, and GPU 0 must never get a context."""
+    fake = FakeCuda([FakeGpu("GPU zero", "0" * 8), FakeGpu("GPU one", "1" * 8)])
+    dev, _ = cuda_device(1, cuda=fake)
+    with dev.settings():
+        assert fake.current_device() == 1
+        seconds, _ = dev.timed(lambda: fake.launch(1, 40.0))
+    assert seconds == pytest.approx(0.040, abs=1e-4)
+    assert fake.host_ms >= 40.0  # the host waited for GPU 1's work before reading the time
+    assert fake.current_device() == 0  # restored
+    assert fake.contexts == {1}
+
+
+def test_cuda_timing_follows_this_devices_current_stream() -> None:
+    """Work queued on a side stream of the device is what its current stream is while it runs."""
+    fake = FakeCuda([FakeGpu("GPU zero", "0" * 8), FakeGpu("GPU one", "1" * 8)])
+    dev, _ = cuda_device(1, cuda=fake)
+    side = FakeStream(1, "side")
+    with fake.stream(side), fake.device(0):  # current device switched away again inside the stream
+        seconds, _ = dev.timed(lambda: fake.launch(1, 7.0))
+    assert seconds == pytest.approx(0.007, abs=1e-4)
+    assert fake.contexts == {1}
+
+
+def test_cuda_peak_is_allocator_peak_above_phase_start_on_its_own_device() -> None:
+    fake = FakeCuda([FakeGpu("GPU zero", "0" * 8), FakeGpu("GPU one", "1" * 8)])
+    dev, _ = cuda_device(1, cuda=fake)
+    fake.alloc(1, 5000)  # something allocated (and peaked) before the phase: must not count
+    fake.free(1, 5000)
+    fake.alloc(0, 10**9)  # another device's allocations are not this device's
     with dev.peak_memory() as peak:
-        fake.alloc(300)
-        fake.alloc(200)
-        fake.free(400)
+        fake.alloc(1, 300)
+        fake.alloc(1, 200)
+        fake.free(1, 400)
     assert peak.bytes == 500
-    assert fake.log.index("reset_peak") > fake.log.index("synchronize")  # sync before the reset
+    assert fake.log.index("reset_peak:1") > fake.log.index("synchronize:1")  # sync before the reset
 
 
-def test_cuda_settings_restore_cudnn_benchmark_and_threads() -> None:
-    dev, _ = cuda_device(threads=1)
+def test_cuda_step_memory_is_absolute_and_reports_reserved() -> None:
+    fake = FakeCuda([FakeGpu("GPU zero", "0" * 8), FakeGpu("GPU one", "1" * 8)])
+    dev, _ = cuda_device(1, cuda=fake)
+    fake.alloc(1, 4000)  # weights and optimizer state: live at entry, part of "does the batch fit"
+    fake.alloc(1, 6000)
+    fake.free(1, 6000)  # a cached block from earlier: reserved, not allocated
+    with dev.step_memory() as peak:
+        fake.alloc(1, 1000)
+        fake.free(1, 1000)
+    assert peak.allocated == 5000
+    assert peak.reserved == 10000
+    dev.release_cached_memory()
+    assert fake.gpus[1].reserved == 4000 and fake.gpus[0].reserved == 0  # emptied on its own device
+
+
+def test_cuda_settings_restore_cudnn_benchmark_threads_and_device() -> None:
+    fake = FakeCuda([FakeGpu("GPU zero", "0" * 8), FakeGpu("GPU one", "1" * 8)])
+    dev, _ = cuda_device(1, cuda=fake, threads=1)
     before = torch.get_num_threads()
     with dev.settings():
         assert dev.cudnn.benchmark is True
         assert torch.get_num_threads() == 1
+        assert fake.current_device() == 1
     assert dev.cudnn.benchmark is False
     assert torch.get_num_threads() == before
+    assert fake.current_device() == 0
 
 
 def test_cuda_settings_restore_on_error() -> None:
@@ -158,25 +121,110 @@ def test_nvml_provenance() -> None:
     info = dev.info()
     assert info["device"] == "cuda" and info["device_name"] == "Fake GPU 80GB"
     gpu = info["gpu"]
-    assert gpu["driver"] == "999.12"
-    assert gpu["memory_total_bytes"] == 85899345920
-    assert gpu["clock_sm_mhz"] == 1410 and gpu["clock_mem_mhz"] == 1593 and gpu["clock_sm_max_mhz"] == 1980
-    assert nvml.calls == ["init", "shutdown"]
+    assert gpu["driver"] == "999.12" and gpu["nvml"] == "ok"
+    assert gpu["uuid"] == "GPU-00000000-0000-0000-0000-000000000000"
+    assert gpu["memory_total_bytes"] == 80 * 2**30
+    assert gpu["clock_sm_max_mhz"] == 1980 and gpu["power_limit_w"] == 400.0
+    assert nvml.calls[0] == "nvmlInit" and nvml.calls[-1] == "nvmlShutdown" and nvml.initialised == 0
+    assert "nvmlDeviceGetHandleByIndex" not in nvml.calls
     assert dev.device_memory_used() == 1234567
+
+
+def test_nvml_is_matched_by_uuid_not_index() -> None:
+    """CUDA_VISIBLE_DEVICES=2,0 with fastest-first order: cuda:0 is NVML's GPU 2, cuda:1 NVML's GPU 0."""
+    cuda, nvml = two_gpus_reordered()
+    for index, (name, bus) in enumerate([("NVIDIA H100 80GB HBM3", "00000000:1B:00.0"),
+                                         ("NVIDIA A100-SXM4-80GB", "00000000:07:00.0")]):
+        dev, _ = cuda_device(index, cuda=cuda, nvml=nvml)
+        gpu = dev.info()["gpu"]
+        assert gpu["nvml_name"] == gpu["name"] == name
+        assert gpu["pci_bus_id"] == bus
+    dev, _ = cuda_device(1, cuda=cuda, nvml=nvml)
+    assert dev.telemetry()["clock_sm_mhz"] == 1275  # the A100's, not NVML index 1's (an L4 at 2040)
 
 
 def test_nvml_unavailable_degrades_to_torch_view() -> None:
     dev, _ = cuda_device(nvml=FakeNvml(fail_init=True))
     info = dev.info()
     assert info["gpu"]["driver"] is None
+    assert "Driver Not Loaded" in info["gpu"]["nvml"]
     assert info["gpu"]["memory_total_bytes"] == 80 * 2**30
     assert dev.device_memory_used() is None
+    snap = dev.telemetry()
+    assert snap["clock_sm_mhz"] is None and snap["throttled"] is None
+    assert "Driver Not Loaded" in snap["unavailable"]["nvml"]
+
+
+def test_nvml_errors_after_init_degrade_field_by_field() -> None:
+    """vGPUs and containers: init works, then power and clock-event queries are NotSupported, the
+    energy counter NoPermission. Each such field is None with its reason; nothing raises."""
+    nvml = FakeNvml(fail={"nvmlDeviceGetPowerUsage": NVMLError_NotSupported,
+                          "nvmlDeviceGetEnforcedPowerLimit": NVMLError_NotSupported,
+                          "nvmlDeviceGetCurrentClocksEventReasons": NVMLError_NoPermission,
+                          "nvmlDeviceGetMemoryInfo": NVMLError_NoPermission})
+    dev, _ = cuda_device(nvml=nvml)
+    snap = dev.telemetry()
+    assert snap["clock_sm_mhz"] == 1410 and snap["temperature_c"] == 61
+    assert snap["power_w"] is None and snap["throttled"] is None
+    assert "Not Supported" in snap["unavailable"]["power_w"]
+    assert "Insufficient Permissions" in snap["unavailable"]["clock_event_reasons"]
+    info = dev.info()
+    assert info["gpu"]["power_limit_w"] is None and info["gpu"]["driver"] == "999.12"
+    assert "Not Supported" in info["gpu"]["nvml"]["power_limit_w"]
+    assert dev.device_memory_used() is None
+    assert nvml.initialised == 0  # every session shut down, errors or not
+
+
+def test_nvml_device_missing_by_uuid_degrades() -> None:
+    dev, _ = cuda_device(nvml=FakeNvml(gpus=[]))
+    info = dev.info()
+    assert info["gpu"]["driver"] is None and "no NVML device with UUID GPU-0000" in info["gpu"]["nvml"]
+
+
+def test_telemetry_decodes_clock_event_reasons() -> None:
+    nvml = FakeNvml()
+    nvml.gpus[0].reasons = 0x01 | 0x04 | 0x20  # idle, software power cap, software thermal slowdown
+    dev, _ = cuda_device(nvml=nvml)
+    snap = dev.telemetry()
+    assert snap["clock_event_reasons"] == ["gpu_idle", "sw_power_cap", "sw_thermal_slowdown"]
+    assert snap["throttled"] is True and snap["power_w"] == 312.0
+    nvml.gpus[0].reasons = 0x01 | 0x10  # idle and sync boost: states, not throttling
+    assert dev.telemetry()["throttled"] is False
+
+
+def test_throttle_summary() -> None:
+    from bench.devices import throttle_summary
+
+    calm = {"throttled": False, "clock_event_reasons": ["gpu_idle"]}
+    hot = {"throttled": True, "clock_event_reasons": ["hw_thermal_slowdown", "sync_boost"]}
+    assert throttle_summary(calm, calm) == (False, [])
+    assert throttle_summary(calm, hot) == (True, ["hw_thermal_slowdown"])
+    assert throttle_summary(None, {"throttled": None}) == (None, [])
 
 
 def test_cuda_oom_detection() -> None:
     dev, fake = cuda_device()
     assert dev.is_oom(fake.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert dev.is_oom(MemoryError("injected out-of-memory in x (--bench-fail)"))
+    assert dev.is_oom(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert dev.is_oom(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
     assert not dev.is_oom(RuntimeError("shape mismatch"))
+    assert not dev.is_oom(RuntimeError("CUDNN_STATUS_NOT_SUPPORTED"))
+
+
+def test_cpu_step_memory_is_absolute() -> None:
+    model = torch.nn.Linear(256, 256)
+    weights = (256 * 256 + 256) * 4
+    x = torch.randn(4, 256)
+    with CpuDevice(threads=1).step_memory(model) as peak:
+        model(x).sum().backward()  # output, gradients (as large as the weights) and a few scalars
+    assert peak.reserved is None
+    assert peak.allocated is not None and 2 * weights <= peak.allocated <= 2 * weights + 3 * 4 * 256 * 4
+    # gradients alive at entry and dropped inside the block stop counting when they die
+    with CpuDevice(threads=1).step_memory(model) as again:
+        model.zero_grad(set_to_none=True)
+        model(x).sum().backward()
+    assert again.allocated is not None and again.allocated <= peak.allocated + 4 * 256 * 4
 
 
 def test_cpu_peak_memory_is_real_tensor_memory() -> None:
@@ -224,6 +272,21 @@ def test_make_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="cuda"):
             make_device("cuda")
+    with pytest.raises(ValueError, match="unknown device 'cuda:x'"):
+        make_device("cuda:x") if torch.cuda.is_available() else _with_fake_cuda(lambda: make_device("cuda:x"))
+
+
+def _with_fake_cuda(fn: Any) -> Any:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.cuda, "is_available", lambda: True)
+        mp.setattr(torch.cuda, "device_count", lambda: 2)
+        return fn()
+
+
+def test_make_device_refuses_an_index_that_is_not_visible() -> None:
+    with pytest.raises(RuntimeError, match=r"'cuda:2' requested but only 2 CUDA device\(s\) are visible"):
+        _with_fake_cuda(lambda: make_device("cuda:2"))
+    assert _with_fake_cuda(lambda: make_device("cuda:1")).torch_device == torch.device("cuda", 1)
 
 
 def test_cpu_peak_with_frozen_module_called_three_times() -> None:
