@@ -321,7 +321,27 @@ def warnings_of(c: Comparison) -> list[Message]:
     text = noise_text(c)
     if text and c.paired is None:
         out.append(Message(Level.WARNING, text))
+    throttled = throttled_text(c)
+    if throttled:
+        out.append(Message(Level.WARNING, throttled))
     return out
+
+
+def throttled_text(c: Comparison) -> str:
+    """The cases whose GPU reported power capping or a thermal/hardware slowdown while they ran: their
+    times describe the clocks as much as the code."""
+    seen = []
+    for b in c.benchmarks:
+        sides = [(side, bench.record) for side, bench in (("base", b.base), ("head", b.head))
+                 if bench is not None and bench.record.throttled]
+        if sides:
+            reasons = sorted({r for _, rec in sides for r in rec.throttle_reasons or []})
+            seen.append(f"{b.name} ({' and '.join(s for s, _ in sides)}: {', '.join(reasons) or 'reason unknown'})")
+    if not seen:
+        return ""
+    more = f"; and {len(seen) - _HEADLINE_NAMES} more" if len(seen) > _HEADLINE_NAMES else ""
+    return ("GPU throttled during " + "; ".join(seen[:_HEADLINE_NAMES]) + more
+            + ": their times reflect the clocks as well as the code")
 
 
 def noise_text(c: Comparison) -> str:

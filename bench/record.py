@@ -66,6 +66,12 @@ class Record:
     mem_device_bytes: int | None = None
     throughput_train_ips: float | None = None
     throughput_inference_ips: float | None = None
+    #: CUDA: NVML snapshots (clocks, temperature, power, clock-event reasons) before the timed rounds and
+    #: right after them; ``throttled`` if either showed power capping or a thermal/hardware slowdown.
+    gpu_before: dict[str, Any] | None = None
+    gpu_after: dict[str, Any] | None = None
+    throttled: bool | None = None
+    throttle_reasons: list[str] | None = None
     threads: int | None = None
     # train: fixed-budget accuracy
     time_epoch_s: float | None = None

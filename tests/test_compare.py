@@ -595,3 +595,18 @@ def test_zero_baseline_end_to_end(tmp_path: Path) -> None:
     find(head, "dogbreed_cnn").mem_optimizer_bytes = 64 << 20
     code, out = _run(tmp_path, base, head)
     assert code == 1 and "new nonzero" in out and "mem_optimizer_bytes" in out
+
+
+def test_a_throttled_case_is_named_in_a_warning(tmp_path: Path) -> None:
+    head = standard_run(noise_seed=1)
+    hot = find(head, "dogbreed_deformable")
+    hot.throttled, hot.throttle_reasons = True, ["hw_thermal_slowdown", "sw_power_cap"]
+    calm = find(head, "dogbreed_cnn")
+    calm.throttled, calm.throttle_reasons = False, []
+    code, out = _run(tmp_path, standard_run(noise_seed=0), head)
+    assert code == 0, out
+    assert ("GPU throttled during test_step[dogbreed_deformable] (head: hw_thermal_slowdown, sw_power_cap)"
+            in " ".join(out.split()))
+    assert "dogbreed_cnn (head" not in out
+    code, out = _run(tmp_path, standard_run(noise_seed=0), standard_run(noise_seed=1))
+    assert "GPU throttled" not in out
