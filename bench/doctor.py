@@ -329,13 +329,15 @@ def cuda_problem(report: Report) -> str | None:
                 f"(CUDA {report.torch_cuda}) cannot use a GPU: install the NVIDIA driver "
                 f"({report.driver_required or 'a recent one'} or newer), or run on a machine with an NVIDIA GPU."
             )
+        build = f"CUDA {report.torch_cuda}" if report.torch_cuda else f"ROCm/HIP {report.torch_hip}"
+        # On ROCm NVML knows nothing; name the driver only when there is one.
+        driver = f" although the NVIDIA driver {report.driver.version} is there" if report.driver.version else ""
         why = f" (torch said: {report.cuda_warning})" if report.cuda_warning else ""
         visible = report.cuda_visible_devices
         mask = f"CUDA_VISIBLE_DEVICES={visible!r}, " if visible is not None else ""
         return (
-            f"{torch_name} (CUDA {report.torch_cuda or report.torch_hip}) sees no usable GPU although the driver "
-            f"{report.driver.describe()} is there{why}: check that the GPU is visible to this process "
-            f"({mask}the device nodes in a container) and that `nvidia-smi` works."
+            f"{torch_name} ({build}) sees no usable GPU{driver}{why}: check that the GPU is visible to this "
+            f"process ({mask}the device nodes in a container) and that `nvidia-smi` works."
         )
     if report.device_error is not None:
         return (

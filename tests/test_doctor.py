@@ -184,7 +184,7 @@ def test_driver_present_but_no_visible_gpu_points_at_the_mask(tmp_path: Path) ->
     p = probes(tmp_path, torch=fake_torch("13.0", FakeCuda(available=False)), environ={"CUDA_VISIBLE_DEVICES": ""})
     code, _, err = run(DoctorOptions(require_cuda=True), p)
     assert code == 2
-    assert "sees no usable GPU although the driver 580.65.06 is there" in err
+    assert "sees no usable GPU although the NVIDIA driver 580.65.06 is there" in err
     assert "CUDA_VISIBLE_DEVICES=''" in err
 
 
