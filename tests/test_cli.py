@@ -13,7 +13,7 @@ def test_every_subcommand_is_registered(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    for command in ("list", "compare", "report", "merge", "ab"):
+    for command in ("list", "compare", "report", "merge", "ab", "doctor"):
         assert f"    {command} " in out, command
 
 
