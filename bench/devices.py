@@ -49,6 +49,8 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from bench.energy import EnergyCounter, Unavailable, nvml_counter, rapl_counter
+
 T = TypeVar("T")
 
 
@@ -101,6 +103,10 @@ class Device(Protocol):
 
     def release_cached_memory(self) -> None:
         """Return cached allocator blocks between cases (CUDA); a no-op elsewhere."""
+        ...
+
+    def energy_counter(self) -> contextlib.AbstractContextManager[EnergyCounter | Unavailable]:
+        """This device's cumulative energy counter over the block, or why there is none."""
         ...
 
     def info(self) -> dict[str, Any]:
@@ -195,6 +201,10 @@ class CpuDevice:
 
     def release_cached_memory(self) -> None:
         pass
+
+    @contextlib.contextmanager
+    def energy_counter(self) -> Iterator[EnergyCounter | Unavailable]:
+        yield rapl_counter()  # the CPU packages' RAPL zones, where the kernel lets this user read them
 
     @contextlib.contextmanager
     def settings(self) -> Iterator[None]:
@@ -392,6 +402,15 @@ class CudaDevice:
                 return int(dev.nvml.nvmlDeviceGetMemoryInfo(dev.handle).used)
             except _nvml_error(dev.nvml):
                 return None
+
+    @contextlib.contextmanager
+    def energy_counter(self) -> Iterator[EnergyCounter | Unavailable]:
+        """NVML's total-energy counter of this GPU (Volta and newer), NVML kept open over the block."""
+        with self.nvml_device() as dev:
+            if dev.handle is None:
+                yield Unavailable(f"NVML: {dev.reason}")
+            else:
+                yield nvml_counter(dev.nvml, dev.handle, label=f"cuda:{self.index}")
 
     def telemetry(self) -> dict[str, Any]:
         """Clocks, temperature, power and clock-event reasons now. A field NVML cannot give is ``None``

@@ -376,3 +376,33 @@ def test_steady_malloc_keeps_large_tensors_off_mmap_for_real() -> None:
         t = torch.empty(size, dtype=torch.uint8)
         assert _mmapped_bytes() - before < size
         del t
+
+
+def test_cuda_energy_counter_reads_this_gpus_nvml_counter() -> None:
+    from bench.energy import Unavailable
+
+    cuda, nvml = two_gpus_reordered()
+    nvml.gpus[0].energy_mj = 5_000  # the A100 (cuda:1), NVML index 0
+    nvml.gpus[2].energy_mj = 9_000_000
+    dev, _ = cuda_device(1, cuda=cuda, nvml=nvml)
+    with dev.energy_counter() as counter:
+        assert not isinstance(counter, Unavailable)
+        assert counter.read_joules() == pytest.approx(5.0)
+        nvml.gpus[0].energy_mj += 250
+        assert counter.read_joules() == pytest.approx(5.25)
+    assert nvml.initialised == 0
+    nvml.fail["nvmlDeviceGetTotalEnergyConsumption"] = NVMLError_NotSupported
+    with dev.energy_counter() as counter:
+        assert isinstance(counter, Unavailable) and "Not Supported" in counter.reason
+    with cuda_device(nvml=FakeNvml(fail_init=True))[0].energy_counter() as counter:
+        assert isinstance(counter, Unavailable) and "Driver Not Loaded" in counter.reason
+
+
+def test_cpu_energy_counter_is_rapl_or_a_reason() -> None:
+    from bench.energy import Unavailable
+
+    with CpuDevice(threads=1).energy_counter() as counter:
+        if isinstance(counter, Unavailable):
+            assert counter.reason  # e.g. no /sys/class/powercap on this VM
+        else:
+            assert counter.read_joules() >= 0
