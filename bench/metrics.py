@@ -109,6 +109,13 @@ _MEM = Tolerance(rel=0.05, abs=1 << 20)  # 5 % and 1 MiB: allocator rounding is 
 # with different thread counts. Exact runs (same env and seed) are checked with abs=0 by `compare`.
 _ACC = Tolerance(abs=0.02)
 
+# One value per case, not a median of rounds, so no significance test: a move counts past half again and
+# past an absolute floor that covers the spread of a first step (eager: lazy allocation, tens of ms on a
+# shared CPU) and of a cold compile on a shared machine (seconds). Compile time is a cold compile in an
+# empty inductor cache (docs/modes.md), so a cache left by an earlier run cannot make it look faster.
+_FIRST_STEP = Tolerance(rel=0.5, abs=0.5)
+_COMPILE_TIME = Tolerance(rel=0.5, abs=2.0)
+
 _METRICS: tuple[Metric, ...] = (
     Metric("params_total", "params", "M", "lower", Exact(), scale=1e-6),
     Metric("params_trainable", "trainable", "M", "lower", Exact(), scale=1e-6),
@@ -117,11 +124,19 @@ _METRICS: tuple[Metric, ...] = (
     Metric("time_backward_s", "backward", "ms", "lower", TimeRule(), "samples_backward_s", 1e3),
     Metric("time_optimizer_s", "optimizer", "ms", "lower", TimeRule(), "samples_optimizer_s", 1e3),
     Metric("time_inference_s", "inference", "ms", "lower", TimeRule(), "samples_inference_s", 1e3),
+    # the whole step without synchronisation between its phases (docs/modes.md)
+    Metric("time_step_s", "whole step", "ms", "lower", TimeRule(), "samples_step_s", 1e3),
     Metric("time_epoch_s", "epoch", "s", "lower", TimeRule(), "samples_epoch_s"),
     Metric("mem_forward_bytes", "mem fwd", "MiB", "lower", _MEM, scale=1 / 2**20),
     Metric("mem_backward_bytes", "mem bwd", "MiB", "lower", _MEM, scale=1 / 2**20),
     Metric("mem_optimizer_bytes", "mem opt", "MiB", "lower", _MEM, scale=1 / 2**20),
     Metric("mem_inference_bytes", "mem inf", "MiB", "lower", _MEM, scale=1 / 2**20),
+    Metric("mem_step_peak_bytes", "mem step peak", "MiB", "lower", _MEM, scale=1 / 2**20),
+    Metric("mem_reserved_peak_bytes", "mem reserved", "MiB", "lower", _MEM, scale=1 / 2**20),
+    # first step and compilation, one value per case (docs/modes.md)
+    Metric("first_step_s", "first step", "s", "lower", _FIRST_STEP),
+    Metric("compile_time_s", "compile", "s", "lower", _COMPILE_TIME),
+    Metric("compile_recompiles", "recompiles", "count", "lower", Exact()),
     Metric("accuracy_test", "test acc", "%", "higher", _ACC, scale=100, reproducible=True),
     Metric("accuracy_test_deformed", "deformed acc", "%", "higher", _ACC, scale=100, reproducible=True),
     Metric("accuracy_val", "val acc", "%", "higher", _ACC, scale=100, reproducible=True),

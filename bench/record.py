@@ -25,6 +25,8 @@ Kind = Literal["step", "train"]
 Status = Literal["ok", "oom", "error", "diverged", "interrupted"]
 STATUSES: tuple[str, ...] = get_args(Status)
 PHASES: tuple[str, ...] = ("forward", "backward", "optimizer", "inference")
+#: Everything with raw samples and a median derived from them: the phases, the whole step, the epoch.
+SAMPLED: tuple[str, ...] = (*PHASES, "step", "epoch")
 
 SCHEMA_VERSION = 1
 
@@ -94,12 +96,39 @@ class Record:
     #: Set by ``bench ab``: {"id": shared run id, "side": "base"|"head", "order": "ABBA"}; rounds of the
     #: two sides with one id are measured in alternation, index by index.
     pairing: dict[str, Any] | None = None
+    # -- execution modes (bench/modes.py, docs/modes.md): what the numbers were measured under ------------
+    #: ``--bench-precision`` / ``--bench-memory-format`` / ``--bench-compile``; a file written before
+    #: modes existed reads as the defaults, which is what it measured.
+    precision: str = "fp32"
+    memory_format: str = "contiguous"
+    compile: str = "none"
+    #: Read inside the measurement (``None`` in files from before): TF32 for matmuls and cuDNN, the
+    #: float32 matmul precision, and cuDNN's determinism and autotuning flags.
+    tf32_matmul: bool | None = None
+    tf32_cudnn: bool | None = None
+    float32_matmul_precision: str | None = None
+    cudnn_deterministic: bool | None = None
+    cudnn_benchmark: bool | None = None
+    #: step: the whole training step timed without synchronisation between its phases (seconds).
+    time_step_s: float | None = None
+    samples_step_s: list[float] | None = None
+    #: step: the first warm-up step, timed as a whole (with compile, compilation included).
+    first_step_s: float | None = None
+    #: With compile: seconds spent compiling in the case, recompilations and their reasons.
+    compile_time_s: float | None = None
+    compile_recompiles: int | None = None
+    compile_recompile_reasons: list[str] | None = None
+    #: fp16: optimizer steps the GradScaler skipped because a gradient overflowed.
+    amp_skipped_steps: int | None = None
+    #: step: absolute peak of tensor memory over one whole step, and the CUDA allocator's reserved peak.
+    mem_step_peak_bytes: int | None = None
+    mem_reserved_peak_bytes: int | None = None
     schema: int = SCHEMA_VERSION
 
     def set_samples(self, name: str, samples: list[float]) -> None:
-        """Store raw samples for ``name`` (a phase, or ``epoch``) and derive their median."""
-        if name not in (*PHASES, "epoch"):
-            raise ValueError(f"no samples field for {name!r}; expected one of {(*PHASES, 'epoch')}")
+        """Store raw samples for ``name`` (a phase, ``step`` or ``epoch``) and derive their median."""
+        if name not in SAMPLED:
+            raise ValueError(f"no samples field for {name!r}; expected one of {SAMPLED}")
         setattr(self, f"samples_{name}_s", list(samples))
         setattr(self, f"time_{name}_s", statistics.median(samples) if samples else None)
 
@@ -141,7 +170,7 @@ class Record:
             value = getattr(record, f.name)
             if isinstance(value, float) and not math.isfinite(value) and f.name.startswith(("time_", "mem_")):
                 raise RecordError(f"{where}: field {f.name!r} is {value}")
-        for name in (*PHASES, "epoch"):
+        for name in SAMPLED:
             samples = getattr(record, f"samples_{name}_s")
             median = getattr(record, f"time_{name}_s")
             if samples and median is not None and not math.isclose(

@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.metrics import METRICS
 from bench.present import EXIT_UNUSABLE
-from bench.record import PHASES, Record, RecordError
+from bench.record import SAMPLED, Record, RecordError
 
 #: Top-level key holding the benchmark objects of cases that failed (see :func:`attach_failed`).
 FAILED_KEY = "archbench_failed"
@@ -72,6 +72,11 @@ class Environment:
     #: that both call themselves "AMD EPYC" can run different kernels (AVX-512 or not) and so train
     #: to different accuracies from the same seed.
     cpu: str | None = None
+    #: The run's execution modes (docs/modes.md); a file written before modes existed measured the
+    #: defaults.
+    precision: str = "fp32"
+    memory_format: str = "contiguous"
+    compile: str = "none"
 
     @classmethod
     def from_machine_info(cls, machine_info: Mapping[str, Any], where: str) -> Environment:
@@ -85,6 +90,12 @@ class Environment:
             if not isinstance(block.get(key), str) or not block[key]:
                 raise ResultsError(f"{where}: field 'machine_info.archbench.{key}' is missing or not a string")
         gpu = block.get("gpu")
+        modes = {}
+        for key, default in (("precision", "fp32"), ("memory_format", "contiguous"), ("compile", "none")):
+            value = block.get(key, default)
+            if not isinstance(value, str) or not value:
+                raise ResultsError(f"{where}: field 'machine_info.archbench.{key}' is {value!r}, expected a string")
+            modes[key] = value
         return cls(
             device=block["device"],
             profile=block["profile"],
@@ -98,6 +109,7 @@ class Environment:
             suite_version=block.get("suite_version"),
             gpu=gpu if isinstance(gpu, Mapping) else None,
             cpu=_cpu_identity(machine_info.get("cpu")),
+            **modes,
         )
 
 
@@ -110,6 +122,14 @@ def _cpu_identity(cpu: Any) -> str | None:
     digest = hashlib.sha256(" ".join(flags).encode()).hexdigest()[:10]
     return (f"{cpu.get('vendor_id_raw', '?')} family {cpu.get('family', '?')} model {cpu.get('model', '?')}, "
             f"{len(flags)} flags ({digest})")
+
+
+#: What a number was measured under besides device and profile: the execution modes and the numerics
+#: read inside each measurement. Two runs that differ in any of them measured different things
+#: (TF32 changes speed and accuracy alike), so ``bench compare`` calls them not comparable.
+MODE_FIELDS: tuple[str, ...] = (
+    "precision", "memory_format", "compile", "tf32_matmul", "tf32_cudnn", "float32_matmul_precision",
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +178,16 @@ class Results:
     @property
     def profiles(self) -> frozenset[str]:
         return frozenset({self.env.profile, *(b.record.profile for b in self.benchmarks.values())})
+
+    def settings(self, name: str) -> frozenset[str]:
+        """Every value of the execution-mode or numerics field ``name`` (:data:`MODE_FIELDS`) in the file:
+        the run's own (modes only) and each measured record's, as text. Fields a writer did not record
+        add nothing, and neither do failed cases (they measured nothing; a record written for a worker
+        that crashed may not know the run's modes)."""
+        values = {getattr(self.env, name)} if hasattr(self.env, name) else set()
+        values.update(getattr(b.record, name) for b in self.benchmarks.values() if b.ok)
+        return frozenset(str(v) for v in values if v is not None)
+
 
     @property
     def commit(self) -> str | None:
@@ -312,7 +342,7 @@ def _check_record_types(record: Record, here: str) -> None:
         value = getattr(record, key, None)
         if value is not None and not _is_number(value):
             raise ResultsError(f"{here}: field 'extra_info.{key}' is {value!r}, expected a number")
-    for name in (*PHASES, "epoch"):
+    for name in SAMPLED:
         key = f"samples_{name}_s"
         samples = getattr(record, key)
         if samples is not None and (not isinstance(samples, list) or not all(_is_number(v) for v in samples)):
@@ -326,7 +356,7 @@ def _check_record_types(record: Record, here: str) -> None:
 def _fill_medians(record: Record) -> None:
     """Derive ``time_<x>_s`` from ``samples_<x>_s`` where a writer stored only the samples: the
     median is defined by the samples (see :mod:`bench.record`), and the comparator reads the median."""
-    for name in (*PHASES, "epoch"):
+    for name in SAMPLED:
         samples = getattr(record, f"samples_{name}_s")
         if samples and getattr(record, f"time_{name}_s") is None:
             setattr(record, f"time_{name}_s", statistics.median(samples))

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 from bench.metrics import METRICS, Exact, Metric, TimeRule, Tolerance
 from bench.paired import PairedTest, holm, paired_test
 from bench.present import EXIT_INCOMPARABLE, EXIT_OK, EXIT_REGRESSION
-from bench.results import Benchmark, Environment, Results
+from bench.results import MODE_FIELDS, Benchmark, Environment, Results
 from bench.stats import TimeNoise, mann_whitney, time_noise
 
 
@@ -284,6 +284,7 @@ _IDENTITY_FIELDS = ("kind", "case")
 #: passed --allow-incomparable (then it becomes a note).
 _SHAPE_FIELDS = (
     "device", "profile", "batch_size", "input_size", "in_channels", "num_classes", "dataset", "train_steps", "epochs",
+    "precision", "memory_format", "compile",
 )
 
 
@@ -376,6 +377,9 @@ def _failure(bench: Benchmark) -> str:
 
 #: Environment fields that must match for accuracy to be reproducible bit for bit.
 _EXACT_ENV_FIELDS = ("torch", "device_name", "cpu", "threads", "deterministic")
+#: Record fields read inside each measurement whose difference is reported (but does not block):
+#: training forces cuDNN determinism and timing does not, so a run holds both values of each.
+_NOTED_SETTINGS = ("cudnn_deterministic", "cudnn_benchmark")
 #: Environment fields whose difference is reported (but does not block).
 _NOTED_ENV_FIELDS = (
     "device_name", "cpu", "torch", "torchvision", "cuda", "cudnn", "threads", "deterministic", "suite_version",
@@ -384,16 +388,29 @@ _NOTED_ENV_FIELDS = (
 
 def environment_differences(base: Results, head: Results) -> tuple[list[str], list[str]]:
     """(blocking, noted) differences between two runs' environments, each naming both files.
-    Blocking: the devices or profiles differ (the numbers measure different things). Noted: torch,
-    the device's name, threads and the like (the numbers are comparable, with care)."""
+    Blocking: the devices, profiles, execution modes or TF32 settings differ (the numbers measure
+    different things). Noted: torch, the device's name, threads and the like (the numbers are
+    comparable, with care), and a numerics field that one of the files does not record."""
     blocking: list[str] = []
+    noted: list[str] = []
     for label, b_vals, h_vals in (
         ("device", base.devices, head.devices),
         ("profile", base.profiles, head.profiles),
     ):
         if b_vals != h_vals:
             blocking.append(f"{label}: {base.path} has {_set_text(b_vals)}, {head.path} has {_set_text(h_vals)}")
-    noted = [
+    unrecorded: dict[str, list[str]] = {}
+    for name in (*MODE_FIELDS, *_NOTED_SETTINGS):
+        b_set, h_set = base.settings(name), head.settings(name)
+        if b_set and h_set and b_set != h_set:
+            text = f"{name}: {base.path} has {_set_text(b_set)}, {head.path} has {_set_text(h_set)}"
+            (blocking if name in MODE_FIELDS else noted).append(text)
+        elif bool(b_set) != bool(h_set):
+            # a file from before the field existed: what it ran under is unknown, not different
+            unrecorded.setdefault(head.path if b_set else base.path, []).append(name)
+    noted += [f"{path} does not record {', '.join(names)} (written before archbench read them)"
+              for path, names in unrecorded.items()]
+    noted += [
         f"{name}: {base.path} has {getattr(base.env, name)!r}, {head.path} has {getattr(head.env, name)!r}"
         for name in _NOTED_ENV_FIELDS
         if getattr(base.env, name) != getattr(head.env, name)
