@@ -1,23 +1,36 @@
-"""Time and memory of one training step, phase by phase, and of inference.
+"""Time and memory of one training step, phase by phase and as a whole, and of inference.
 
-A :class:`StepBenchmark` owns a case's model, optimiser and a synthetic batch on a device. Each call of
-:meth:`StepBenchmark.train_step` is one round: forward (model + loss), backward and optimizer step, each
-timed on its own by the device (CUDA events and synchronisation on GPU, ``perf_counter`` on CPU); the
-samples are kept raw. pytest-benchmark calls ``train_step`` and times the whole step itself.
-:meth:`StepBenchmark.run_inference` times eval-mode forward passes without autograd, and
-:meth:`StepBenchmark.measure_memory` runs one more round per phase under the device's memory probe
-(never inside a timed round: the CPU probe slows ops down).
+A :class:`StepBenchmark` owns a case's model, optimiser and a synthetic batch on a device, and runs them
+under the case's :class:`~bench.modes.Modes` through a :class:`~bench.modes.Executor` (precision, memory
+format, compile; docs/modes.md). A timed round is two training steps:
+
+* :meth:`StepBenchmark.train_step`: forward (model + loss), backward and optimizer step, each timed on its
+  own by the device (CUDA events and synchronisation on GPU, ``perf_counter`` on CPU). Each phase ends
+  with a synchronisation, so on a GPU a phase costs max(launch, kernels): for a small model the sum of
+  the phases overstates the step.
+* :meth:`StepBenchmark.whole_step`: the same step with one pair of device-timed events around forward,
+  backward and optimizer step and no synchronisation between them (``samples_step_s``).
+
+The two alternate within each round (:meth:`StepBenchmark.train_round`; phased first in even rounds,
+whole first in odd ones), so both see the same machine from second to second and neither always runs
+straight after a pause. Samples are kept raw. :meth:`StepBenchmark.warmup` runs untimed steps until both
+a count and a minimum time are reached, the first of them timed as the first-step latency (with compile,
+that step compiles). :meth:`StepBenchmark.run_inference` times eval-mode forward passes without autograd,
+and :meth:`StepBenchmark.measure_memory` runs one more round per phase and one whole step under the
+device's memory probes (never inside a timed round: the CPU probe slows ops down).
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from bench.devices import Device
+from bench.modes import Executor, Modes
 from bench.objectives import Batch, compute_loss, make_optimizer, trainable_parameters
 from bench.record import PHASES
 from suites.registry import Case
@@ -44,77 +57,165 @@ class StepBenchmark:
     batch_size: int
     input_size: int
     seed: int = 0
+    modes: Modes = field(default_factory=Modes)
     samples: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
+    #: Whole training steps timed without synchronisation between the phases.
+    whole: list[float] = field(default_factory=list)
     memory: dict[str, int | None] = field(default_factory=dict)
+    #: The first warm-up step, timed as a whole (with compile: tracing and compiling included).
+    first_step_s: float | None = None
+    #: One whole step's absolute peak of tensor memory, and the CUDA allocator's reserved peak.
+    step_peak: int | None = None
+    reserved_peak: int | None = None
 
     def __post_init__(self) -> None:
+        self.executor = Executor(self.modes, self.device.torch_device)
         torch.manual_seed(self.seed)
-        self.model: nn.Module = self.case.build(image_size=self.input_size).to(self.device.torch_device)
-        regime = self.case.regime
-        self.optimizer = make_optimizer(regime, trainable_parameters(self.model), regime.stages[0].lr)
-        self.batch = synthetic_batch(
-            self.case, self.batch_size, self.input_size, self.case.num_classes, self.seed
-        ).to(self.device.torch_device)
+        #: The case's own module (weights, for the memory probes); :attr:`model` is what runs (compiled
+        #: when asked), sharing its parameters.
+        self.module: nn.Module = self.case.build(image_size=self.input_size).to(self.device.torch_device)
+        try:
+            self.model: nn.Module = self.executor.prepare(self.module)
+            regime = self.case.regime
+            self.optimizer = make_optimizer(regime, trainable_parameters(self.module), regime.stages[0].lr)
+            self.batch = self.executor.inputs(synthetic_batch(
+                self.case, self.batch_size, self.input_size, self.case.num_classes, self.seed
+            ).to(self.device.torch_device))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release what the modes hold for this case (compiled code, its kernel cache); idempotent."""
+        self.executor.close()
 
     # -- one round of each phase -------------------------------------------------------------------
-    def _forward(self) -> torch.Tensor:
+    def _loss(self) -> torch.Tensor:
         return compute_loss(self.case.regime, self.model, self.batch).total
+
+    def _forward(self) -> torch.Tensor:
+        return self.executor.forward(self._loss)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        self.executor.backward(loss)
+
+    def _optimizer_step(self) -> None:
+        self.executor.step(self.optimizer)
+
+    @staticmethod
+    def _check(loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss.detach()).item():
+            raise FloatingPointError(f"non-finite loss {loss.item()} in a timing step")
 
     def _step(self, record: bool) -> None:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         t_fwd, loss = self.device.timed(self._forward)
-        t_bwd, _ = self.device.timed(loss.backward)
-        t_opt, _ = self.device.timed(self.optimizer.step)
-        if not torch.isfinite(loss.detach()).item():
-            raise FloatingPointError(f"non-finite loss {loss.item()} in a timing step")
+        t_bwd, _ = self.device.timed(lambda: self._backward(loss))
+        t_opt, _ = self.device.timed(self._optimizer_step)
+        self._check(loss)
         if record:
             self.samples["forward"].append(t_fwd)
             self.samples["backward"].append(t_bwd)
             self.samples["optimizer"].append(t_opt)
 
-    def warmup(self, rounds: int) -> None:
-        """Untimed rounds: first-call allocations, cuDNN autotuning, lazy optimiser state."""
-        for _ in range(rounds):
-            self._step(record=False)
-        self.device.synchronize()
+    def _whole_step(self) -> float:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+
+        def step() -> torch.Tensor:
+            loss = self._forward()
+            self._backward(loss)
+            self._optimizer_step()
+            return loss
+
+        seconds, loss = self.device.timed(step)
+        self._check(loss)
+        return seconds
+
+    def warmup(self, rounds: int, min_seconds: float = 0.0) -> None:
+        """Untimed steps (first-call allocations, cuDNN autotuning, lazy optimiser state, compilation)
+        until ``rounds`` steps *and* ``min_seconds`` have passed: on a GPU whose clocks ramp up under
+        load a count alone can end before the clocks are up. Whole and phased steps alternate, whole
+        first; the first is timed as :attr:`first_step_s`. With compile there is always one, so that no
+        timed round compiles."""
+        rounds = max(rounds, 1 if self.executor.compiling else 0)
+        started = time.perf_counter()
+        done = 0
+        with self.executor.scope():
+            while done < rounds or time.perf_counter() - started < min_seconds:
+                if done % 2 == 0:
+                    seconds = self._whole_step()
+                    if done == 0:
+                        self.first_step_s = seconds
+                else:
+                    self._step(record=False)
+                done += 1
+            self.device.synchronize()
 
     def train_step(self) -> None:
-        """One timed training step; the target of pytest-benchmark."""
-        self._step(record=True)
+        """One training step timed phase by phase."""
+        with self.executor.scope():
+            self._step(record=True)
+
+    def whole_step(self) -> None:
+        """One training step timed as a whole, without synchronisation between its phases."""
+        with self.executor.scope():
+            self.whole.append(self._whole_step())
+
+    def train_round(self, index: int) -> None:
+        """One timed round: a phased and a whole step, phased first when ``index`` is even."""
+        first, second = (self.train_step, self.whole_step) if index % 2 == 0 else (self.whole_step, self.train_step)
+        first()
+        second()
 
     def inference_round(self, record: bool = True) -> None:
         """One timed eval-mode forward pass without autograd (``bench ab`` interleaves these)."""
         self.model.eval()
         try:
-            with torch.no_grad():
-                seconds, _ = self.device.timed(lambda: self.model(self.batch.images))
+            with self.executor.scope(), torch.no_grad():
+                seconds, _ = self.device.timed(lambda: self.executor.forward(lambda: self.model(self.batch.images)))
         finally:
             self.model.train()
         if record:
             self.samples["inference"].append(seconds)
 
     def run_inference(self, rounds: int, warmup_rounds: int) -> None:
+        # with compile, the first eval-mode no-grad call compiles again: never inside a timed round
+        warmup_rounds = max(warmup_rounds, 1 if self.executor.compiling else 0)
         for i in range(warmup_rounds + rounds):
             self.inference_round(record=i >= warmup_rounds)
 
     def measure_memory(self) -> None:
-        """Peak tensor memory above the phase's starting level, one probed round per phase."""
-        owners = (self.model, self.optimizer)
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.device.peak_memory(*owners) as fwd:
-            loss = self._forward()
-        with self.device.peak_memory(*owners) as bwd:
-            loss.backward()
-        with self.device.peak_memory(*owners) as opt:
-            self.optimizer.step()
-        del loss
-        self.model.eval()
-        with torch.no_grad(), self.device.peak_memory(*owners) as inf:
-            self.model(self.batch.images)
-        self.model.train()
+        """Peak tensor memory above the phase's starting level, one probed round per phase; then the
+        absolute peak of one whole step (weights, optimiser state and activations) and, on CUDA, the
+        caching allocator's reserved peak.
+
+        On the CPU the probe is a dispatch mode, and dynamo runs a compiled model eagerly while one is
+        active, so under compile the CPU figures are those of the eager model (docs/modes.md)."""
+        owners = (self.module, self.optimizer)
+        with self.executor.scope():
+            self.model.train()
+            self.optimizer.zero_grad(set_to_none=True)
+            with self.device.peak_memory(*owners) as fwd:
+                loss = self._forward()
+            with self.device.peak_memory(*owners) as bwd:
+                self._backward(loss)
+            with self.device.peak_memory(*owners) as opt:
+                self._optimizer_step()
+            del loss
+            self.model.eval()
+            with torch.no_grad(), self.device.peak_memory(*owners) as inf:
+                self.executor.forward(lambda: self.model(self.batch.images))
+            self.model.train()
+            with self.device.step_memory(self.module, self.optimizer, self.batch) as step:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self._forward()
+                self._backward(loss)
+                self._optimizer_step()
+            del loss
         self.memory = {"forward": fwd.bytes, "backward": bwd.bytes, "optimizer": opt.bytes, "inference": inf.bytes}
+        self.step_peak, self.reserved_peak = step.allocated, step.reserved
 
     # -- results -------------------------------------------------------------------------------------
     def record_fields(self) -> dict[str, object]:
@@ -129,4 +230,10 @@ class StepBenchmark:
         out["throughput_train_ips"] = self.batch_size / statistics.median(step) if step else None
         inf = self.samples["inference"]
         out["throughput_inference_ips"] = self.batch_size / statistics.median(inf) if inf else None
+        out["samples_step_s"] = list(self.whole)
+        out["time_step_s"] = statistics.median(self.whole) if self.whole else None
+        out["first_step_s"] = self.first_step_s
+        out["mem_step_peak_bytes"] = self.step_peak
+        out["mem_reserved_peak_bytes"] = self.reserved_peak
+        out.update(self.executor.record_fields())
         return out

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.modes import COMPILE_MODES, MEMORY_FORMATS, PRECISIONS
 from bench.profiles import PROFILES
 
 
@@ -54,6 +55,16 @@ OPTIONS: dict[str, Option] = {
         Option("--bench-batch-size", "override the profile's timing batch size", type=int, metavar="N"),
         Option("--bench-rounds", "override the profile's timed rounds", type=int, metavar="N"),
         Option("--bench-warmup", "override the profile's warm-up rounds", type=int, metavar="N"),
+        Option("--bench-warmup-time", "override the profile's minimum warm-up time: warm-up runs until both "
+               "the rounds and this many seconds are reached", type=float, metavar="SECONDS"),
+        Option("--bench-precision", "fp32 (TF32 off), tf32 (CUDA), bf16 autocast, fp16 autocast with a "
+               "GradScaler (CUDA); weights stay fp32. CPU: fp32 and bf16 (docs/modes.md)",
+               choices=PRECISIONS, default="fp32"),
+        Option("--bench-memory-format", "memory format of the model's 4-D weights and of the input batch",
+               choices=MEMORY_FORMATS, default="contiguous"),
+        Option("--bench-compile", "torch.compile the model in this mode ('none': eager); compile time, "
+               "recompilations and first-step latency are recorded. reduce-overhead needs CUDA",
+               choices=COMPILE_MODES, default="none"),
         Option("--bench-threads", "intra-op CPU threads (pinned and recorded); default: torch's", type=int,
                metavar="N"),
         Option("--bench-malloc", "CPU only: 'steady' keeps glibc from unmapping and re-faulting tensor memory "

@@ -9,7 +9,7 @@ pytest-benchmark does not do on its own:
 * every record is also appended to a JSON-lines file the moment it is measured, so a run that is killed
   keeps what it had;
 * ``machine_info`` gains an ``archbench`` block: torch/torchvision/CUDA/cuDNN versions, device and GPU,
-  threads, profile, deterministic flags, the suite's version.
+  threads, profile, deterministic flags, the suite's version, and the execution modes (docs/modes.md).
 
 Loaded through the ``pytest11`` entry point; it imports torch lazily so that other pytest runs stay fast.
 """
@@ -30,6 +30,7 @@ from bench.options import add_pytest_options
 
 if TYPE_CHECKING:
     from bench.devices import Device
+    from bench.modes import Modes
     from bench.profiles import Profile
     from bench.record import Record
     from suites.registry import Case
@@ -43,6 +44,31 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "archbench_kind(kind): benchmark kind, step or train")
     if _opt(config, "bench_case") or _opt(config, "bench_suite"):
         selected_cases(config)  # a selection that matches nothing is a usage error before collection
+    selected_modes(config)  # so is a mode the device cannot run
+
+
+def selected_modes(config: pytest.Config) -> Modes:
+    """The ``--bench-precision/-memory-format/-compile`` modes, checked against the device the run will
+    use; a mode it cannot run (fp16 on the CPU) is a usage error naming the option. torch is imported
+    only to find the device when a mode needs CUDA."""
+    from bench.modes import ModeError, Modes, ModeUnavailable
+
+    try:
+        modes = Modes.from_options({d: _opt(config, d) for d in ("bench_precision", "bench_memory_format",
+                                                               "bench_compile")})
+    except ModeError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    try:
+        modes.check("cpu")
+    except ModeUnavailable as exc:
+        device = _opt(config, "bench_device")
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if not str(device).startswith("cuda"):
+            raise pytest.UsageError(str(exc)) from None
+    return modes
 
 
 def _opt(config: pytest.Config, dest: str) -> Any:
@@ -79,6 +105,7 @@ class ArchbenchSession:
     seed: int
     partial_path: Path | None
     inject: dict[str, str]
+    modes: Modes
     records: dict[str, tuple[str, Record]] = field(default_factory=dict)  # nodeid -> (name, record)
     _static: dict[str, Any] = field(default_factory=dict)
     _splits: dict[tuple, Any] = field(default_factory=dict)
@@ -88,6 +115,7 @@ class ArchbenchSession:
         import torch
 
         from bench.devices import make_device
+        from bench.modes import ModeError
         from bench.profiles import default_profile_name, get_profile
 
         device = make_device(_opt(config, "bench_device"), threads=_opt(config, "bench_threads"),
@@ -97,8 +125,14 @@ class ArchbenchSession:
             batch_size=_opt(config, "bench_batch_size"),
             rounds=_opt(config, "bench_rounds"),
             warmup_rounds=_opt(config, "bench_warmup"),
+            warmup_min_s=_opt(config, "bench_warmup_time"),
             train_epochs=_opt(config, "bench_epochs"),
         )
+        modes = selected_modes(config)
+        try:
+            modes.check(device.kind)
+        except ModeError as exc:  # --bench-device cuda on a machine without CUDA fails before this
+            raise pytest.UsageError(str(exc)) from None
         partial = _opt(config, "bench_partial")
         if partial is None and config.getoption("benchmark_json", None):
             partial = f"{config.getoption('benchmark_json')}.partial.jsonl"
@@ -107,7 +141,7 @@ class ArchbenchSession:
             case, _, kind = spec.partition(":")
             inject[case] = kind or "error"
         session = cls(config, profile, device, _opt(config, "bench_seed"),
-                      Path(partial) if partial else None, inject)
+                      Path(partial) if partial else None, inject, modes)
         if session.partial_path is not None:
             session.partial_path.parent.mkdir(parents=True, exist_ok=True)
             session.partial_path.write_text("")  # one run per file: a stale tail would mix runs
@@ -118,7 +152,9 @@ class ArchbenchSession:
     def machine_info(self) -> dict[str, Any]:
         from bench.provenance import archbench_info
 
-        return archbench_info(self.device, self.profile, self.seed, _opt(self.config, "bench_data"))
+        info = archbench_info(self.device, self.profile, self.seed, _opt(self.config, "bench_data"))
+        info.update(self.modes.fields())  # what every record of the run asked for (docs/modes.md)
+        return info
 
     # -- cached per-case work --------------------------------------------------------------------------
     def static_cost(self, case: Case) -> Any:
@@ -147,8 +183,10 @@ class ArchbenchSession:
     def new_record(self, case: Case, kind: str) -> Record:
         from bench.record import Record
 
-        return Record(case=case.name, suite=case.suite, kind=kind, profile=self.profile.name,  # type: ignore[arg-type]
-                      device=self.device.kind, in_channels=case.in_channels, threads=self.device.threads)
+        record = Record(case=case.name, suite=case.suite, kind=kind, profile=self.profile.name,  # type: ignore[arg-type]
+                        device=self.device.kind, in_channels=case.in_channels, threads=self.device.threads)
+        record.update(self.modes.fields())  # a case that fails before it measures still says its modes
+        return record
 
     def maybe_inject(self, case: Case) -> None:
         """Raise the failure ``--bench-fail`` asked for in this case (testing the harness itself)."""

@@ -29,11 +29,15 @@ class Profile:
     #: time metrics asks for p < 0.05/190. With a per-pair spread of 0.1 (log), 22 pairs catch a 10 %
     #: slowdown 4 times in 5 (README "Catching regressions"); smoke takes 24, full 30.
     paired_rounds: int = 30
+    #: Warm-up runs until ``warmup_rounds`` steps *and* this many seconds have passed: a GPU that was
+    #: idle starts at low clocks and reaches its boost clocks only after some time under load, which a
+    #: count of fast steps can end before (docs/profiles.md).
+    warmup_min_s: float = 0.0
 
     def input_size(self, native: int) -> int:
         return native if self.max_input_size is None else min(native, self.max_input_size)
 
-    def override(self, **changes: int | None) -> Profile:
+    def override(self, **changes: float | None) -> Profile:
         """The same profile with some fields replaced (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
 
@@ -44,17 +48,22 @@ PROFILES: dict[str, Profile] = {
     # ~235 s on 2 cores (~295 s on one), ViT-B/16's three cases being ~85 s of it (TCEL: 3 forwards a
     # step); the former 384 × 3 in batches of 32 took ~600 s on one core. At 32 px ViT-B/16 sees 2×2
     # patches. dogbreed_cnn still gets 0.73–0.81 clean test accuracy over 6 seeds (8 classes, chance 0.125).
+    # No minimum warm-up time: a CPU's clocks follow load within milliseconds, and smoke must stay short.
     "smoke": Profile(
         "smoke", max_input_size=64, batch_size=2, warmup_rounds=1, rounds=5,
         train_image_size=32, train_samples=192, train_epochs=2, train_batch_size=16,
-        paired_rounds=24,
+        paired_rounds=24, warmup_min_s=0.0,
     ),
     # Training: unchanged; 4096 × 10 epochs at 64 px is minutes per case on a GPU (ViT-B/16 sees 17 tokens)
     # and generating the embedded set takes ~3 s on a CPU.
+    # Warm-up: 5 steps of a small case take tens of milliseconds on a GPU, which can end before an idle
+    # GPU has left its idle clocks; at least 1 s of steps gives the clocks time to ramp under load, for
+    # ~30 s over all 32 cases. Not measured on a GPU yet: the records' gpu_before clocks (read right
+    # before the timed rounds) show whether it suffices (docs/profiles.md).
     "full": Profile(
         "full", max_input_size=None, batch_size=32, warmup_rounds=5, rounds=30,
         train_image_size=64, train_samples=4096, train_epochs=10, train_batch_size=64,
-        paired_rounds=30,
+        paired_rounds=30, warmup_min_s=1.0,
     ),
 }
 

@@ -1,7 +1,9 @@
 """The benchmarks: ``pytest bench/ --benchmark-json=out.json`` measures every case twice.
 
-* ``test_step[CASE]`` — one training step under the case's regime: pytest-benchmark's stats are the
-  whole step; ``extra_info`` holds forward/backward/optimizer/inference medians, raw samples and peaks.
+* ``test_step[CASE]`` — one training step under the case's regime and the run's modes: pytest-benchmark's
+  stats are the whole step, timed without synchronisation between its phases; ``extra_info`` holds the
+  same whole-step samples, forward/backward/optimizer/inference medians and raw samples (timed phase by
+  phase in a second step of each round), peaks, and the modes and numerics it ran under.
 * ``test_train[CASE]`` — fixed-budget training on the chosen dataset: pytest-benchmark's stats are the
   seconds per epoch (the cost report 000 box-plots); ``extra_info`` holds accuracies, losses and the
   per-epoch curve.
@@ -29,23 +31,41 @@ def test_step(case, archbench, benchmark, request) -> None:
         input_size = profile.input_size(case.input_size)
         record.batch_size, record.input_size, record.num_classes = profile.batch_size, input_size, case.num_classes
         _static_fields(archbench, case, record)
-        run = StepBenchmark(case, archbench.device, profile.batch_size, input_size, seed=archbench.seed)
-        run.warmup(profile.warmup_rounds)
+        run = StepBenchmark(case, archbench.device, profile.batch_size, input_size, seed=archbench.seed,
+                            modes=archbench.modes)
+        try:
+            run.warmup(profile.warmup_rounds, profile.warmup_min_s)
+            record.update(run.record_fields())
+            # Each round is a whole step (what pytest-benchmark times) and a phased one, untimed by it: the
+            # phased step comes before the whole one in even rounds and after it in odd ones.
+            index = -1
 
-        def step() -> None:
-            archbench.maybe_inject(case)
-            run.train_step()
+            def before() -> None:
+                nonlocal index
+                index += 1
+                if index % 2 == 0:
+                    run.train_step()
 
-        # Fields are filled after each stage, so a later failure never loses what was measured; a key that
-        # is not a Record field raises (Record.update) instead of hiding a typo.
-        benchmark.pedantic(step, rounds=profile.rounds, iterations=1)
-        record.update(run.record_fields())
-        run.run_inference(profile.rounds, profile.warmup_rounds)
-        record.update(run.record_fields())
-        run.measure_memory()
-        record.update(run.record_fields())
-        if archbench.device.kind == "cuda":
-            record.mem_device_bytes = archbench.device.device_memory_used()
+            def whole() -> None:
+                archbench.maybe_inject(case)
+                run.whole_step()
+
+            def after() -> None:
+                if index % 2 == 1:
+                    run.train_step()
+
+            # Fields are filled after each stage, so a later failure never loses what was measured; a key
+            # that is not a Record field raises (Record.update) instead of hiding a typo.
+            benchmark.pedantic(whole, setup=before, teardown=after, rounds=profile.rounds, iterations=1)
+            record.update(run.record_fields())
+            run.run_inference(profile.rounds, profile.warmup_rounds)
+            record.update(run.record_fields())
+            run.measure_memory()
+            record.update(run.record_fields())
+            if archbench.device.kind == "cuda":
+                record.mem_device_bytes = archbench.device.device_memory_used()
+        finally:
+            run.close()
 
 
 @pytest.mark.archbench_kind("train")
@@ -57,12 +77,15 @@ def test_train(case, archbench, benchmark, request) -> None:
         splits = archbench.splits(profile.train_image_size, case.in_channels)
         record.batch_size, record.input_size = profile.train_batch_size, splits.image_size
         _static_fields(archbench, case, record)
-        trainer = Trainer(case, splits, profile, seed=archbench.seed, device=archbench.device.torch_device)
+        trainer = Trainer(case, splits, profile, seed=archbench.seed, device=archbench.device.torch_device,
+                          modes=archbench.modes)
+        try:
+            def epoch() -> None:
+                archbench.maybe_inject(case)
+                trainer.run_epoch()
 
-        def epoch() -> None:
-            archbench.maybe_inject(case)
-            trainer.run_epoch()
-
-        benchmark.pedantic(epoch, rounds=profile.train_epochs, iterations=1)
-        record.update(trainer.result())
-        record.set_samples("epoch", record.samples_epoch_s or [])
+            benchmark.pedantic(epoch, rounds=profile.train_epochs, iterations=1)
+            record.update(trainer.result())
+            record.set_samples("epoch", record.samples_epoch_s or [])
+        finally:
+            trainer.close()

@@ -28,6 +28,12 @@ How the regime is honoured, and where a choice was made:
 
 Train loss and accuracy are the means over the epoch's batches, as the reports' training loops print them;
 val/test are evaluated in eval mode without gradients. ``seconds`` per epoch time the training steps only.
+
+The run's execution modes (precision, memory format, compile; docs/modes.md) apply here as in the timing
+harness, through the same :class:`~bench.modes.Executor`: the model and loss run under its autocast, the
+backward pass and optimizer step go through its fp16 scaler, and evaluation runs under the same autocast.
+An optimizer step the fp16 scaler skips (overflowed gradients) does not advance the learning-rate
+schedule, and is counted in ``amp_skipped_steps``; the step still counts against the budget.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from bench.data import Splits, derive_seed, labels_of
+from bench.modes import Executor, Modes
 from bench.objectives import Batch, classification_loss, compute_loss, make_optimizer, trainable_parameters
 from bench.profiles import Profile
 from suites.case import Case, Stage
@@ -209,6 +216,7 @@ class Trainer:
         seed: int = 0,
         device: torch.device | str = "cpu",
         model: nn.Module | None = None,
+        modes: Modes | None = None,
     ) -> None:
         self.case = case
         self.regime = case.regime
@@ -221,13 +229,15 @@ class Trainer:
                 f"case {case.name!r}: loss {self.regime.loss!r} does not fit log_probs={case.log_probs} "
                 "(NLL is for LogSoftmax outputs, cross-entropy and TCEL for logits)"
             )
+        self.executor = Executor(modes or Modes(), self.device)
         self._scope = Determinism(seed, self.device)
         with self._scope:
             built = model if model is not None else case.build(
                 num_classes=splits.num_classes, image_size=splits.image_size
             )
-            self.model = built.to(self.device)
-        self.params = trainable_parameters(self.model)
+            #: The case's own module; :attr:`model` is what runs (compiled when asked), same parameters.
+            self.module = built.to(self.device)
+        self.params = trainable_parameters(self.module)
         if not self.params:
             raise ValueError(f"case {case.name!r}: no trainable parameters")
 
@@ -258,6 +268,8 @@ class Trainer:
         self._optimizer: torch.optim.Optimizer | None = None
         self._scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self._final: tuple[int, dict[str, tuple[float, float] | None]] | None = None
+        # last: nothing after it can fail and leave the case's compiled state behind
+        self.model = self.executor.prepare(self.module)
 
     # ---------------------------------------------------------------------------------------- training
 
@@ -287,21 +299,21 @@ class Trainer:
         """One optimiser step; (classification loss, correct count), or None when the loss is not finite."""
         self._enter_stage_for(self.step)
         assert self._optimizer is not None
-        batch = Batch(x, y)
+        ex = self.executor
+        batch = Batch(ex.input(x), y)
         if self._triplets is not None:
             positive, negative = self._triplets.draw(index)
-            batch.positives = _stack(self.splits.train, positive).to(self.device)
-            batch.negatives = _stack(self.splits.train, negative).to(self.device)
-        terms = compute_loss(self.regime, self.model, batch)
+            batch.positives = ex.input(_stack(self.splits.train, positive).to(self.device))
+            batch.negatives = ex.input(_stack(self.splits.train, negative).to(self.device))
+        terms = ex.forward(lambda: compute_loss(self.regime, self.model, batch))
         loss, classification, output = terms.total, terms.classification, terms.outputs
         if not torch.isfinite(loss):
             return None
         self._optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.regime.grad_clip is not None:
-            nn.utils.clip_grad_value_(self.params, self.regime.grad_clip)
-        self._optimizer.step()
-        if self._scheduler is not None:
+        ex.backward(loss)
+        clip_value = self.regime.grad_clip
+        clip = None if clip_value is None else (lambda: nn.utils.clip_grad_value_(self.params, clip_value))
+        if ex.step(self._optimizer, clip) and self._scheduler is not None:
             self._scheduler.step()
         self.step += 1
         return float(classification.detach()), int((output.argmax(1) == y).sum())
@@ -318,7 +330,7 @@ class Trainer:
         if self.step >= self.total_steps:
             raise RuntimeError(f"the budget of {self.profile.train_epochs} epochs is spent")
         loss_sum, correct, seen = 0.0, 0, 0
-        with self._scope:
+        with self._scope, self.executor.scope():
             self.model.train()
             for x, y, index in self._loader:
                 x, y = x.to(self.device), y.to(self.device)
@@ -356,9 +368,14 @@ class Trainer:
         self.model.eval()
         loss_sum, correct, seen = 0.0, 0, 0
         for x, y in DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=0):
-            x, y = x.to(self.device), y.to(self.device)
-            output = self.model(x)
-            loss_sum += float(classification_loss(self.regime, output, y, reduction="sum"))
+            x, y = self.executor.input(x.to(self.device)), y.to(self.device)
+
+            def forward(x: Tensor = x, y: Tensor = y) -> tuple[Tensor, Tensor]:
+                output = self.model(x)  # the loss inside autocast too, where it runs in fp32
+                return output, classification_loss(self.regime, output, y, reduction="sum")
+
+            output, loss = self.executor.forward(forward)
+            loss_sum += float(loss)
             correct += int((output.argmax(1) == y).sum())
             seen += len(y)
         self.model.train(was_training)
@@ -371,7 +388,7 @@ class Trainer:
             if split not in named:
                 raise KeyError(f"no split {split!r}; this dataset has {sorted(named)}")
             split = named[split]
-        with self._scope:
+        with self._scope, self.executor.scope():
             return self._evaluate(split)
 
     def result(self) -> dict[str, Any]:
@@ -396,7 +413,12 @@ class Trainer:
             status=self.status,
             samples_epoch_s=list(self.epoch_seconds),
         )
+        out.update(self.executor.record_fields())
         return out
+
+    def close(self) -> None:
+        """Release what the modes hold for this case (compiled code, its kernel cache); idempotent."""
+        self.executor.close()
 
     def _final_evaluation(self) -> dict[str, tuple[float, float] | None]:
         # Evaluated once per model state: result() may be called more than once.

@@ -13,8 +13,10 @@ Requests (``op``) and what they do:
                    commit info
 ``cases``          the names of the selected cases
 ``step_prepare``   build the case, count its static cost, warm up (training step and inference)
-``step_round``     one timed round: a training step (forward, backward, optimizer each timed) and one
-                   inference pass → the four times and the whole step's
+``step_round``     one timed round: a training step (forward, backward, optimizer each timed), the same
+                   step timed as a whole without synchronisation between its phases (in alternating
+                   order), and one inference pass → the four times, the phased step's wall time
+                   (``step``) and the whole step's device time (``whole``)
 ``step_finish``    peak memory, then the step record and pytest-benchmark stats
 ``train_prepare``  build the trainer on the profile's dataset
 ``train_epoch``    one timed epoch
@@ -55,6 +57,7 @@ class Worker:
     options: dict[str, Any] = field(default_factory=dict)
     device: Any = None
     profile: Any = None
+    modes: Any = None
     settings: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     cases: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, Any] = field(default_factory=dict)
@@ -75,23 +78,28 @@ class Worker:
         from pytest_benchmark.utils import get_commit_info
 
         from bench.devices import make_device
+        from bench.modes import Modes
         from bench.profiles import default_profile_name, get_profile
         from bench.provenance import archbench_info
 
         self.options = dict(options)
+        self.modes = Modes.from_options(options)  # an unknown mode fails the setup, naming the option
         self.device = make_device(options.get("bench_device"), threads=options.get("bench_threads"),
                                   malloc=options.get("bench_malloc") or "steady")
+        self.modes.check(self.device.kind)  # so does one this device cannot run (fp16 on the CPU)
         name = options.get("bench_profile") or default_profile_name(self.device.kind == "cuda")
         self.profile = get_profile(name).override(
             batch_size=options.get("bench_batch_size"),
             rounds=options.get("bench_rounds"),
             warmup_rounds=options.get("bench_warmup"),
+            warmup_min_s=options.get("bench_warmup_time"),
             train_epochs=options.get("bench_epochs"),
         )
         # Held for the worker's life: thread count and allocator settings apply to every case.
         self.settings.enter_context(self.device.settings())
         machine_info = pytest_benchmark_generate_machine_info()
         machine_info["archbench"] = archbench_info(self.device, self.profile, self.seed, self.data)
+        machine_info["archbench"].update(self.modes.fields())
         return {"machine_info": machine_info, "commit_info": get_commit_info()}
 
     def list_cases(self) -> dict[str, Any]:
@@ -110,11 +118,15 @@ class Worker:
         profile = self.profile
         if static:
             self._static(c)
-        run = StepBenchmark(c, self.device, profile.batch_size, profile.input_size(c.input_size), seed=self.seed)
-        run.warmup(profile.warmup_rounds)
-        for _ in range(profile.warmup_rounds):
-            run.inference_round(record=False)
-        self.device.synchronize()
+        run = StepBenchmark(c, self.device, profile.batch_size, profile.input_size(c.input_size), seed=self.seed,
+                            modes=self.modes)
+        try:
+            run.warmup(profile.warmup_rounds, profile.warmup_min_s)
+            run.run_inference(0, profile.warmup_rounds)  # warm-up only (with compile: at least one)
+            self.device.synchronize()
+        except BaseException:
+            run.close()
+            raise
         self.steps[case] = run
         self.step_times[case] = []
         return {}
@@ -122,23 +134,38 @@ class Worker:
     def step_round(self, case: str) -> dict[str, Any]:
         run = self.steps[case]
         self._inject(case, "round")
-        start = time.perf_counter()
-        run.train_step()
-        step = time.perf_counter() - start
+
+        def phased() -> float:
+            start = time.perf_counter()
+            run.train_step()
+            return time.perf_counter() - start
+
+        # the phased and the whole step in alternating order, as pytest bench/ takes them
+        if len(self.step_times[case]) % 2 == 0:
+            step = phased()
+            run.whole_step()
+        else:
+            run.whole_step()
+            step = phased()
         self.step_times[case].append(step)
         run.inference_round()
-        return {"step": step, **{p: run.samples[p][-1] for p in ("forward", "backward", "optimizer", "inference")}}
+        return {"step": step, "whole": run.whole[-1],
+                **{p: run.samples[p][-1] for p in ("forward", "backward", "optimizer", "inference")}}
 
     def step_finish(self, case: str) -> dict[str, Any]:
         c, run = self._case(case), self.steps.pop(case)
-        run.measure_memory()
+        try:
+            run.measure_memory()
+        finally:
+            run.close()
         record = self._record(c, "step")
         record.batch_size, record.input_size, record.num_classes = run.batch_size, run.input_size, c.num_classes
         self._fill_static(c, record)
         record.update(run.record_fields())
         if self.device.kind == "cuda":
             record.mem_device_bytes = self.device.device_memory_used()
-        return {"extra_info": record.to_extra_info(), "stats": stats_of(self.step_times.pop(case))}
+        self.step_times.pop(case, None)
+        return {"extra_info": record.to_extra_info(), "stats": stats_of(run.whole)}
 
     def train_prepare(self, case: str) -> dict[str, Any]:
         from bench import data
@@ -152,7 +179,7 @@ class Worker:
             self.splits[key] = data.load(name, root=Path(root) if root else None, image_size=key[2], channels=key[3],
                                          samples=self.profile.train_samples, seed=self.seed)
         self.trainers[case] = Trainer(c, self.splits[key], self.profile, seed=self.seed,
-                                      device=self.device.torch_device)
+                                      device=self.device.torch_device, modes=self.modes)
         return {"epochs": self.profile.train_epochs}
 
     def train_epoch(self, case: str) -> dict[str, Any]:
@@ -161,6 +188,7 @@ class Worker:
 
     def train_finish(self, case: str) -> dict[str, Any]:
         c, trainer = self._case(case), self.trainers.pop(case)
+        trainer.close()
         splits = trainer.splits
         record = self._record(c, "train")
         record.batch_size, record.input_size = self.profile.train_batch_size, splits.image_size
@@ -170,8 +198,9 @@ class Worker:
         return {"extra_info": record.to_extra_info(), "stats": stats_of(record.samples_epoch_s or [])}
 
     def drop(self, case: str) -> dict[str, Any]:
-        self.steps.pop(case, None)
-        self.trainers.pop(case, None)
+        for held in (self.steps.pop(case, None), self.trainers.pop(case, None)):
+            if held is not None:
+                held.close()
         self.step_times.pop(case, None)
         return {}
 
@@ -206,8 +235,10 @@ class Worker:
     def _record(self, case: Any, kind: str) -> Any:
         from bench.record import Record
 
-        return Record(case=case.name, suite=case.suite, kind=kind, profile=self.profile.name,  # type: ignore[arg-type]
-                      device=self.device.kind, in_channels=case.in_channels, threads=self.device.threads)
+        record = Record(case=case.name, suite=case.suite, kind=kind, profile=self.profile.name,  # type: ignore[arg-type]
+                        device=self.device.kind, in_channels=case.in_channels, threads=self.device.threads)
+        record.update(self.modes.fields())
+        return record
 
     def _inject(self, case: str, where: str) -> None:
         """``--bench-fail`` for this side: ``error`` and ``oom`` raise on the first round, ``crash``

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import time
 
 import pytest
 import torch
@@ -51,6 +52,45 @@ def test_step_records_every_phase() -> None:
     params_bytes = sum(p.numel() * p.element_size() for p in run.model.parameters())
     assert fields["mem_backward_bytes"] >= params_bytes
     assert fields["throughput_train_ips"] > 0 and fields["throughput_inference_ips"] > 0
+    # a whole step's absolute peak holds weights, gradients and Adam's two moments at least; no
+    # caching allocator on the CPU, so nothing reserved
+    assert fields["mem_step_peak_bytes"] >= 4 * params_bytes
+    assert fields["mem_reserved_peak_bytes"] is None
+    assert fields["first_step_s"] is not None and fields["first_step_s"] > 0
+    assert fields["precision"] == "fp32" and fields["tf32_matmul"] is False
+
+
+def test_a_round_is_a_phased_and_a_whole_step_in_alternating_order() -> None:
+    run = StepBenchmark(tiny_case(), CpuDevice(threads=1), batch_size=4, input_size=32)
+    order: list[str] = []
+    phased, whole = run._step, run._whole_step
+    run._step = lambda record: (order.append("phased"), phased(record))[1]  # type: ignore[method-assign]
+    run._whole_step = lambda: (order.append("whole"), whole())[1]  # type: ignore[method-assign]
+    for index in range(4):
+        run.train_round(index)
+    assert order == ["phased", "whole", "whole", "phased"] * 2
+    fields = run.record_fields()
+    assert len(fields["samples_step_s"]) == 4 and len(fields["samples_forward_s"]) == 4
+    assert fields["time_step_s"] == statistics.median(fields["samples_step_s"])
+    # on the CPU nothing is asynchronous: the whole step is about the phases' sum, never a fraction of it
+    phases = statistics.median(f + b + o for f, b, o in zip(
+        fields["samples_forward_s"], fields["samples_backward_s"], fields["samples_optimizer_s"]))
+    assert 0.5 * phases < fields["time_step_s"] < 2 * phases
+
+
+def test_warmup_runs_until_the_rounds_and_the_minimum_time() -> None:
+    run = StepBenchmark(tiny_case(), CpuDevice(threads=1), batch_size=2, input_size=16)
+    steps: list[int] = []
+    phased, whole = run._step, run._whole_step
+    run._step = lambda record: (steps.append(1), phased(record))[1]  # type: ignore[method-assign]
+    run._whole_step = lambda: (steps.append(1), whole())[1]  # type: ignore[method-assign]
+    run.warmup(2)
+    assert len(steps) == 2 and run.first_step_s is not None
+    steps.clear()
+    started = time.perf_counter()
+    run.warmup(1, min_seconds=0.3)
+    assert time.perf_counter() - started >= 0.3 and len(steps) > 2  # one step alone is ~1 ms
+    assert not any(run.samples[p] for p in PHASES) and not run.whole  # warm-up records nothing
 
 
 def test_step_trains_only_trainable_parameters() -> None:

@@ -18,7 +18,9 @@ STEP_KEYS = (
     "case", "suite", "profile", "device", "status", "batch_size", "input_size", "params_total",
     "params_trainable", "macs_forward", "time_forward_s", "time_backward_s", "time_optimizer_s",
     "time_inference_s", "mem_forward_bytes", "mem_backward_bytes", "mem_optimizer_bytes", "mem_inference_bytes",
-    "throughput_train_ips", "throughput_inference_ips",
+    "throughput_train_ips", "throughput_inference_ips", "time_step_s", "first_step_s", "mem_step_peak_bytes",
+    "precision", "memory_format", "compile", "tf32_matmul", "tf32_cudnn", "float32_matmul_precision",
+    "cudnn_deterministic", "cudnn_benchmark",
 )
 
 
@@ -55,8 +57,10 @@ def test_every_case_measured_with_every_key(clean_run) -> None:
         for key in STEP_KEYS:
             assert step[key] is not None, (case, key)
         assert step["status"] == "ok" and step["profile"] == "smoke" and step["device"] == "cpu"
-        for phase in PHASES:
+        for phase in (*PHASES, "step"):
             assert len(step[f"samples_{phase}_s"]) == 2
+        assert (step["precision"], step["memory_format"], step["compile"]) == ("fp32", "contiguous", "none")
+        assert step["compile_time_s"] is None  # eager: no compile metrics
         Record.from_extra_info(step)  # medians agree with samples, types parse
         stats = benches[f"test_step[{case}]"]["stats"]
         assert stats["rounds"] == 2 and len(stats["data"]) == 2
@@ -65,6 +69,7 @@ def test_every_case_measured_with_every_key(clean_run) -> None:
                     "curve", "seed", "train_steps", "dataset", "num_classes"):
             assert train[key] is not None, (case, key)
         assert train["dataset"] == "embedded" and len(train["curve"]) == 1
+        assert train["precision"] == "fp32" and train["cudnn_deterministic"] is True  # read while training
         assert benches[f"test_train[{case}]"]["stats"]["rounds"] == 1  # seconds per epoch, one epoch
 
 
@@ -76,6 +81,8 @@ def test_machine_info_provenance(clean_run) -> None:
         assert key in info, key
     assert info["threads"] == 1 and info["profile"] == "smoke" and info["device"] == "cpu"
     assert info["profile_settings"]["rounds"] == 2  # the override is what is recorded
+    assert info["profile_settings"]["warmup_min_s"] == 0.0
+    assert (info["precision"], info["memory_format"], info["compile"]) == ("fp32", "contiguous", "none")
     assert "commit_info" in data
 
 

@@ -278,3 +278,28 @@ def test_dogbreed_cnn_learns_within_the_smoke_budget() -> None:
     result = trainer.result()
     assert result["status"] == "ok"
     assert result["accuracy_test"] >= 2 / splits.num_classes, result["accuracy_test"]
+
+
+def test_trainer_runs_under_the_modes(splits: Splits) -> None:
+    """bf16 autocast and channels-last in training and in evaluation, through the harness's executor;
+    the record says so, and what cuDNN was told inside the determinism scope."""
+    from bench.modes import Modes
+
+    trainer = Trainer(make_case(CROSS_ENTROPY), splits, PROFILE, seed=0,
+                      modes=Modes(precision="bf16", memory_format="channels_last"))
+    conv = next(m for m in trainer.module.modules() if isinstance(m, nn.Conv2d))
+    seen: list[tuple[torch.dtype, bool, bool]] = []
+    conv.register_forward_hook(lambda module, args, out: seen.append(
+        (out.dtype, args[0].is_contiguous(memory_format=torch.channels_last), module.training)))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    result = trainer.fit()
+    trainer.close()
+    assert {dtype for dtype, _, _ in seen} == {torch.bfloat16}
+    assert all(channels_last for _, channels_last, _ in seen)
+    assert {training for _, _, training in seen} == {True, False}  # trained and evaluated under the modes
+    assert all(p.dtype == torch.float32 for p in trainer.module.parameters())
+    assert result["status"] == "ok" and math.isfinite(result["loss_test"])
+    assert (result["precision"], result["memory_format"], result["compile"]) == ("bf16", "channels_last", "none")
+    assert result["cudnn_deterministic"] is True and result["cudnn_benchmark"] is False
+    assert result["tf32_matmul"] is False and result["float32_matmul_precision"] == "highest"
+    Record(case="tiny", suite="dogbreed", kind="train", profile="smoke", device="cpu").update(result)
