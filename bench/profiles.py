@@ -58,8 +58,8 @@ PROFILES: dict[str, Profile] = {
     # and generating the embedded set takes ~3 s on a CPU.
     # Warm-up: 5 steps of a small case take tens of milliseconds on a GPU, which can end before an idle
     # GPU has left its idle clocks; at least 1 s of steps gives the clocks time to ramp under load, for
-    # ~30 s over all 32 cases. Not measured on a GPU yet: the records' gpu_before clocks (read right
-    # before the timed rounds) show whether it suffices (docs/profiles.md).
+    # ~30 s over all 32 cases. Not measured on a GPU yet: the SM clock read right before the timed rounds
+    # shows whether it suffices (docs/profiles.md).
     "full": Profile(
         "full", max_input_size=None, batch_size=32, warmup_rounds=5, rounds=30,
         train_image_size=64, train_samples=4096, train_epochs=10, train_batch_size=64,
