@@ -252,6 +252,8 @@ class Executor:
         #: The numerics read inside the last :meth:`scope`; ``None`` before the first.
         self.observed: Numerics | None = None
         self._compile_scope = contextlib.ExitStack()
+        self._live = False  # a compiled model of this executor may be running: dynamo's accounting is ours
+        self._final: CompileStats | None = None  # the accounting as it was when the case closed
 
     @property
     def compiling(self) -> bool:
@@ -373,11 +375,13 @@ class Executor:
             limit(100_000)
             self._compile_scope.callback(limit, getattr(dynamo_utils, "DEFAULT_COMPILATION_METRICS_LIMIT", 64))
         self._compile_scope.enter_context(_fresh_inductor_cache())
+        self._live, self._final = True, None
 
     def compile_stats(self) -> CompileStats | None:
-        """Compile seconds and recompilations since :meth:`prepare`; ``None`` without compile."""
-        if not self.compiling:
-            return None
+        """Compile seconds and recompilations since :meth:`prepare` (after :meth:`close`, as they were
+        then); ``None`` without compile or before :meth:`prepare`."""
+        if not self.compiling or not self._live:
+            return self._final
         from torch._dynamo import utils as dynamo_utils
 
         seconds = float(dynamo_utils.calculate_time_spent().get("total_wall_time", 0.0))
@@ -393,7 +397,11 @@ class Executor:
             ) from exc
 
     def close(self) -> None:
-        """Forget this case's compiled code and its inductor cache (idempotent)."""
+        """Forget this case's compiled code and its inductor cache (idempotent); the compile accounting
+        is kept for :meth:`record_fields` (the reset zeroes dynamo's)."""
+        if self._live:
+            self._final = self.compile_stats()
+            self._live = False
         self._compile_scope.close()
         if self.compiling:
             import torch._dynamo

@@ -232,9 +232,12 @@ def _compiled_case() -> dict[str, Any]:
         run.train_round(0)
         run.run_inference(1, 1)
         run.measure_memory()
-        return run.record_fields()
+        fields = run.record_fields()
     finally:
         run.close()
+    # bench ab's worker reads the record after closing the case: the reset must not zero the accounting
+    assert run.record_fields() == fields
+    return fields
 
 
 def test_compile_records_compile_time_recompiles_and_first_step() -> None:
