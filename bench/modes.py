@@ -303,9 +303,13 @@ class Executor:
 
     # -- one step ------------------------------------------------------------------------------------------
     def forward(self, fn: Callable[[], T]) -> T:
-        """``fn()`` (the model and the loss) under autocast for bf16 and fp16."""
+        """``fn()`` (the model and the loss) under autocast for bf16 and fp16. Under CUDA graphs
+        (``reduce-overhead``) each call starts a new step for torch's graph trees, so that outputs a step
+        still holds are never overwritten by a replay of another graph."""
         import torch
 
+        if self.modes.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
         try:
             if self.dtype is None:
                 return fn()
