@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
-from bench.metrics import METRICS, Exact, Metric, TimeRule
+from bench.metrics import METRICS, Exact, Metric, Reported, TimeRule
 from bench.present import (
     EXIT_INCOMPARABLE,
     EXIT_OK,
@@ -91,7 +91,7 @@ _STATUS_STYLE: Mapping[Status, str] = {
 }
 _VERDICT_STYLE: Mapping[str, str] = {
     "regressed": "bold red", "improved": "green", "inconclusive": "yellow",
-    "removed": "yellow", "added": "cyan", "unchanged": "dim",
+    "removed": "yellow", "added": "cyan", "unchanged": "dim", "reported": "dim",
 }
 #: Order in which benchmarks are listed: what needs attention first.
 _STATUS_ORDER = (
@@ -139,6 +139,8 @@ def rule_text(metric: Metric, floor: float = 0.0, *, paired: bool = False, expli
     rule = metric.rule
     if isinstance(rule, Exact):
         return "exact"
+    if isinstance(rule, Reported):
+        return f"reported, not judged ({rule.why})"
     if isinstance(rule, TimeRule) and paired:
         threshold = rule.rel if explicit else rule.paired_rel
         return (f"paired rounds: Hodges–Lehmann ratio ±{threshold:.0%} and signed-rank p < {rule.paired_alpha:g}, "
@@ -234,7 +236,7 @@ def change_tables(c: Comparison, *, show_all: bool = False, limit: int | None = 
     per_metric: dict[str, list[ChangeRow]] = {key: [] for key in METRICS}
     for b in c.benchmarks:
         for d in b.metrics:
-            if show_all or d.verdict != "unchanged":
+            if show_all or d.verdict not in ("unchanged", "reported"):
                 per_metric[d.key].append(ChangeRow(b, d))
     tables: list[TableSpec[ChangeRow]] = []
     for metric in METRICS.values():

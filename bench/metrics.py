@@ -73,7 +73,18 @@ class Tolerance:
     kind: Literal["tolerance"] = "tolerance"
 
 
-Rule = Exact | TimeRule | Tolerance
+@dataclass(frozen=True)
+class Reported:
+    """Shown and written, never judged: the metric is derived from others that carry the rule (achieved
+    TFLOP/s and MFU are FLOPs over a time median, and the time gates), or is a rate whose window gives no
+    samples to test (mean power). A rule here would judge one change twice, the second time without the
+    significance test."""
+
+    why: str = ""
+    kind: Literal["reported"] = "reported"
+
+
+Rule = Exact | TimeRule | Tolerance | Reported
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,8 @@ class Metric:
             if rule.rel:
                 return replace(self, rule=replace(rule, rel=value))
             return replace(self, rule=replace(rule, abs=value))
-        raise ValueError(f"metric {self.key!r} is compared exactly; it takes no threshold")
+        how = "reported, not judged" if isinstance(rule, Reported) else "compared exactly"
+        raise ValueError(f"metric {self.key!r} is {how}; it takes no threshold")
 
 
 _MEM = Tolerance(rel=0.05, abs=1 << 20)  # 5 % and 1 MiB: allocator rounding is below both
@@ -115,6 +127,12 @@ _ACC = Tolerance(abs=0.02)
 # empty inductor cache (docs/modes.md), so a cache left by an earlier run cannot make it look faster.
 _FIRST_STEP = Tolerance(rel=0.5, abs=0.5)
 _COMPILE_TIME = Tolerance(rel=0.5, abs=2.0)
+
+# Energy per round over a window of at least 5 s (full) holds still on one machine to a few percent, but
+# between runs a GPU's power moves with its temperature and clocks: 15 % and 1 mJ, pending GPU data.
+_ENERGY = Tolerance(rel=0.15, abs=1e-3)
+_DERIVED = Reported("FLOPs over a time median: the time metric carries the rule")
+_EFFICIENCY_PHASES = ("forward", "backward", "inference", "step")
 
 _METRICS: tuple[Metric, ...] = (
     Metric("params_total", "params", "M", "lower", Exact(), scale=1e-6),
@@ -137,6 +155,14 @@ _METRICS: tuple[Metric, ...] = (
     Metric("first_step_s", "first step", "s", "lower", _FIRST_STEP),
     Metric("compile_time_s", "compile", "s", "lower", _COMPILE_TIME),
     Metric("compile_recompiles", "recompiles", "count", "lower", Exact()),
+    # energy over a window of untimed rounds (docs/efficiency.md): one value per case, no samples
+    Metric("energy_step_j", "energy/step", "J", "lower", _ENERGY),
+    Metric("energy_inference_j", "energy/inference", "J", "lower", _ENERGY),
+    Metric("power_step_w", "power step", "W", "lower", Reported("a rate: energy per step carries the rule")),
+    Metric("power_inference_w", "power inference", "W", "lower", Reported("a rate: energy per batch carries the rule")),
+    # achieved throughput and utilisation, FLOPs over the time medians (docs/efficiency.md)
+    *(Metric(f"tflops_{phase}", f"TFLOP/s {phase}", "TFLOP/s", "higher", _DERIVED) for phase in _EFFICIENCY_PHASES),
+    *(Metric(f"mfu_{phase}", f"MFU {phase}", "%", "higher", _DERIVED, scale=100) for phase in _EFFICIENCY_PHASES),
     Metric("accuracy_test", "test acc", "%", "higher", _ACC, scale=100, reproducible=True),
     Metric("accuracy_test_deformed", "deformed acc", "%", "higher", _ACC, scale=100, reproducible=True),
     Metric("accuracy_val", "val acc", "%", "higher", _ACC, scale=100, reproducible=True),

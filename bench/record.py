@@ -64,8 +64,6 @@ class Record:
     mem_backward_bytes: int | None = None
     mem_optimizer_bytes: int | None = None
     mem_inference_bytes: int | None = None
-    #: NVML's view of device memory in use after the step (CUDA only).
-    mem_device_bytes: int | None = None
     throughput_train_ips: float | None = None
     throughput_inference_ips: float | None = None
     #: CUDA: NVML snapshots (clocks, temperature, power, clock-event reasons) before the timed rounds and
@@ -74,6 +72,28 @@ class Record:
     gpu_after: dict[str, Any] | None = None
     throttled: bool | None = None
     throttle_reasons: list[str] | None = None
+    #: Energy over a window of untimed rounds (NVML's counter on CUDA, RAPL on the CPU where readable):
+    #: joules per training step and per inference batch, mean watts; else the reason there is none.
+    energy_step_j: float | None = None
+    energy_inference_j: float | None = None
+    power_step_w: float | None = None
+    power_inference_w: float | None = None
+    energy_unavailable: str | None = None
+    #: FLOPs per round at the run's batch and input (2 × MACs; backward estimated as 2 × forward),
+    #: achieved TFLOP/s per phase and for the whole step (its median), and the fraction of the device's
+    #: datasheet peak for the precision used (``peak_source`` names the row, or why there is none).
+    flops_forward: float | None = None
+    flops_backward: float | None = None
+    tflops_forward: float | None = None
+    tflops_backward: float | None = None
+    tflops_inference: float | None = None
+    tflops_step: float | None = None
+    mfu_forward: float | None = None
+    mfu_backward: float | None = None
+    mfu_inference: float | None = None
+    mfu_step: float | None = None
+    peak_tflops: float | None = None
+    peak_source: str | None = None
     threads: int | None = None
     # train: fixed-budget accuracy
     time_epoch_s: float | None = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Literal, Protocol
 
-from bench.metrics import METRICS, Exact, Metric, TimeRule, Tolerance
+from bench.metrics import METRICS, Exact, Metric, Reported, TimeRule, Tolerance
 from bench.paired import PairedTest, holm, paired_test
 from bench.present import EXIT_INCOMPARABLE, EXIT_OK, EXIT_REGRESSION
 from bench.results import MODE_FIELDS, Benchmark, Environment, Results
@@ -42,7 +42,9 @@ class Status(str, Enum):
 
 
 #: Per metric: ``added``/``removed`` when only one side has a value.
-Verdict = Literal["unchanged", "improved", "regressed", "inconclusive", "added", "removed"]
+Verdict = Literal["unchanged", "improved", "regressed", "inconclusive", "added", "removed", "reported"]
+#: Verdicts that say nothing happened worth a row: "reported" metrics are derived from judged ones.
+_QUIET = frozenset({"unchanged", "reported"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +133,7 @@ class BenchmarkComparison:
 
     @property
     def changed_metrics(self) -> tuple[MetricDelta, ...]:
-        return tuple(m for m in self.metrics if m.verdict != "unchanged")
+        return tuple(m for m in self.metrics if m.verdict not in _QUIET)
 
     @property
     def case(self) -> str:
@@ -142,7 +144,7 @@ class BenchmarkComparison:
     @property
     def size(self) -> float:
         """The largest move of any changed metric (see :attr:`MetricDelta.size`)."""
-        return max((d.size for d in self.metrics if d.verdict != "unchanged"), default=0.0)
+        return max((d.size for d in self.metrics if d.verdict not in _QUIET), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,8 @@ def evaluate_metric(
         return MetricDelta(metric, base, head, "removed", note="no value in head")
     delta = head - base
     rel = delta / base if base != 0 else None
+    if isinstance(metric.rule, Reported):
+        return MetricDelta(metric, base, head, "reported", rel=delta / base if base else None, note=metric.rule.why)
     if delta == 0:
         return MetricDelta(metric, base, head, "unchanged", rel=0.0)
     worse = delta > 0 if metric.direction == "lower" else delta < 0

@@ -152,7 +152,7 @@ def test_parse_threshold() -> None:
     "text, message",
     [
         ("nonsense", "expected METRIC=VALUE"),
-        ("time_step_s=0.1", "unknown metric 'time_step_s'"),
+        ("time_warp_s=0.1", "unknown metric 'time_warp_s'"),
         ("time_forward_s=fast", "not a number"),
         ("time_forward_s=-1", ">= 0"),
         ("time_forward_s=nan", "finite"),
@@ -167,9 +167,9 @@ def test_bad_threshold(text: str, message: str) -> None:
 def test_bad_threshold_on_the_command_line_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = write_results(tmp_path / "a.json", standard_run())
     with pytest.raises(SystemExit) as info:
-        cli.main(["compare", str(a), str(a), "--threshold", "time_step_s=0.1"])
+        cli.main(["compare", str(a), str(a), "--threshold", "time_warp_s=0.1"])
     assert info.value.code == 2
-    assert "unknown metric 'time_step_s'" in capsys.readouterr().err
+    assert "unknown metric 'time_warp_s'" in capsys.readouterr().err
 
 
 # -- the acceptance criteria ------------------------------------------------------------------------
@@ -610,3 +610,21 @@ def test_a_throttled_case_is_named_in_a_warning(tmp_path: Path) -> None:
     assert "dogbreed_cnn (head" not in out
     code, out = _run(tmp_path, standard_run(noise_seed=0), standard_run(noise_seed=1))
     assert "GPU throttled" not in out
+
+
+def test_reported_metrics_are_shown_never_judged(tmp_path: Path) -> None:
+    """Achieved TFLOP/s and MFU are FLOPs over a time median: the time metric carries the rule, so halving
+    them alone must not gate (it would judge one change twice, without a significance test)."""
+    base, head = standard_run(noise_seed=0), standard_run(noise_seed=1)
+    for records, tflops in ((base, 2.0), (head, 1.0)):
+        for r in records:
+            if r.kind == "step":
+                r.tflops_forward, r.mfu_forward = tflops, tflops / 100
+    code, out = _run(tmp_path, base, head)
+    assert code == 0, out
+    assert "tflops_forward" not in out
+    c = compare_runs(load_results(tmp_path / "base.json"), load_results(tmp_path / "head.json"))
+    deltas = [d for b in c.benchmarks for d in b.metrics if d.key == "tflops_forward"]
+    assert deltas and all(d.verdict == "reported" and d.rel == pytest.approx(-0.5) for d in deltas)
+    with pytest.raises(ValueError, match="reported, not judged"):
+        METRICS["mfu_step"].with_threshold(0.1)
