@@ -25,15 +25,24 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from bench.devices import Device
+from bench.devices import Device, throttle_summary
 from bench.modes import Executor, Modes
 from bench.objectives import Batch, compute_loss, make_optimizer, trainable_parameters
 from bench.record import PHASES
 from suites.registry import Case
+
+
+def telemetry_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """The record's telemetry fields from two device snapshots (nothing when the device has none)."""
+    if before is None and after is None:
+        return {}
+    throttled, reasons = throttle_summary(before, after)
+    return {"gpu_before": before, "gpu_after": after, "throttled": throttled, "throttle_reasons": reasons}
 
 
 def synthetic_batch(case: Case, batch_size: int, input_size: int, num_classes: int, seed: int) -> Batch:
@@ -67,6 +76,10 @@ class StepBenchmark:
     #: One whole step's absolute peak of tensor memory, and the CUDA allocator's reserved peak.
     step_peak: int | None = None
     reserved_peak: int | None = None
+    #: Device telemetry snapshots (CUDA), energy fields, and forward MACs per image at the run's input.
+    telemetry: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    energy: dict[str, Any] = field(default_factory=dict)
+    macs_per_image: int | None = None
 
     def __post_init__(self) -> None:
         self.executor = Executor(self.modes, self.device.torch_device)
@@ -119,17 +132,16 @@ class StepBenchmark:
             self.samples["backward"].append(t_bwd)
             self.samples["optimizer"].append(t_opt)
 
+    def _run_step(self) -> torch.Tensor:
+        loss = self._forward()
+        self._backward(loss)
+        self._optimizer_step()
+        return loss
+
     def _whole_step(self) -> float:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-
-        def step() -> torch.Tensor:
-            loss = self._forward()
-            self._backward(loss)
-            self._optimizer_step()
-            return loss
-
-        seconds, loss = self.device.timed(step)
+        seconds, loss = self.device.timed(self._run_step)
         self._check(loss)
         return seconds
 
@@ -217,6 +229,85 @@ class StepBenchmark:
         self.memory = {"forward": fwd.bytes, "backward": bwd.bytes, "optimizer": opt.bytes, "inference": inf.bytes}
         self.step_peak, self.reserved_peak = step.allocated, step.reserved
 
+    # -- telemetry, energy, efficiency ----------------------------------------------------------------
+    def snapshot(self, when: str) -> None:
+        """Device telemetry ``before`` the timed rounds or right ``after`` them (CUDA; None on CPU)."""
+        if when not in ("before", "after"):
+            raise ValueError(f"snapshot {when!r}: expected 'before' or 'after'")
+        self.telemetry[when] = self.device.telemetry()
+
+    def measure_energy(self, min_seconds: float, min_rounds: int) -> None:
+        """Joules per training step and per inference batch, and mean power, each over a window of
+        untimed rounds of at least ``min_seconds`` and ``min_rounds`` (energy counters update every few
+        to a hundred milliseconds, far coarser than one round; docs/efficiency.md)."""
+        from bench.energy import Unavailable, measure
+
+        def step() -> None:
+            self.model.train()
+            self.optimizer.zero_grad(set_to_none=True)
+            self._run_step()
+
+        def inference() -> None:
+            self.model.eval()
+            with torch.no_grad():
+                self.executor.forward(lambda: self.model(self.batch.images))
+
+        self.energy = {}
+        with self.device.energy_counter() as counter:
+            if isinstance(counter, Unavailable):
+                self.energy["energy_unavailable"] = counter.reason
+                return
+            with self.executor.scope():
+                try:
+                    for phase, run_round in (("step", step), ("inference", inference)):
+                        window = measure(counter, run_round, min_seconds=min_seconds, min_rounds=min_rounds,
+                                         synchronize=self.device.synchronize)
+                        if isinstance(window, Unavailable):
+                            self.energy["energy_unavailable"] = window.reason
+                            return
+                        self.energy[f"energy_{phase}_j"] = window.joules_per_round
+                        self.energy[f"power_{phase}_w"] = window.mean_power_w
+                finally:
+                    self.model.train()
+
+    def measure_efficiency(self) -> None:
+        """Forward MACs per image at *this run's* input size (not the native one the static cost uses),
+        from which :meth:`record_fields` derives achieved TFLOP/s and MFU per phase."""
+        from bench.flops import count_macs
+
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            x = torch.zeros(1, self.case.in_channels, self.input_size, self.input_size,
+                            device=self.device.torch_device)
+            self.macs_per_image, _, _ = count_macs(self.module, (x,))
+        finally:
+            self.module.train(was_training)
+
+    def _efficiency_fields(self, out: dict[str, object]) -> dict[str, object]:
+        from bench.efficiency import NoPeak, achieved_tflops, mfu, peak_for, phase_flops
+
+        if self.macs_per_image is None:
+            return {}
+        calls = 3 if self.case.regime.loss == "tcel" else 1  # anchor, positive and negative
+        flops = {phase: f.value for phase, f in phase_flops(self.macs_per_image, self.batch_size, calls).items()}
+        peak = peak_for(str(self.device.info()["device_name"]), self.modes.precision, device_type=self.device.kind)
+        peak_value = None if isinstance(peak, NoPeak) else peak.tflops
+        fields: dict[str, object] = {
+            "flops_forward": flops["forward"],
+            "flops_backward": flops["backward"],
+            "peak_tflops": peak_value,
+            "peak_source": peak.reason if isinstance(peak, NoPeak) else f"{peak.gpu.model} {peak.precision}: {peak.gpu.source}",
+        }
+        forward, backward = flops["forward"], flops["backward"]
+        flops["step"] = forward + backward if forward is not None and backward is not None else None
+        for phase in ("forward", "backward", "inference", "step"):
+            seconds = out.get(f"time_{phase}_s")
+            achieved = achieved_tflops(flops[phase], seconds if isinstance(seconds, float) else None)
+            fields[f"tflops_{phase}"] = achieved
+            fields[f"mfu_{phase}"] = mfu(achieved, peak_value)
+        return fields
+
     # -- results -------------------------------------------------------------------------------------
     def record_fields(self) -> dict[str, object]:
         """The step fields of a :class:`bench.record.Record` (medians derived from the samples)."""
@@ -236,4 +327,7 @@ class StepBenchmark:
         out["mem_step_peak_bytes"] = self.step_peak
         out["mem_reserved_peak_bytes"] = self.reserved_peak
         out.update(self.executor.record_fields())
+        out.update(telemetry_fields(self.telemetry.get("before"), self.telemetry.get("after")))
+        out.update(self.energy)
+        out.update(self._efficiency_fields(out))
         return out

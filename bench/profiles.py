@@ -33,6 +33,12 @@ class Profile:
     #: idle starts at low clocks and reaches its boost clocks only after some time under load, which a
     #: count of fast steps can end before (docs/profiles.md).
     warmup_min_s: float = 0.0
+    #: Energy per step and per inference batch is read over a window of at least this many seconds and
+    #: rounds: NVML's energy counter refreshes every 20–100 ms, so the window bounds the error at
+    #: refresh/window (5 s: under 2 %); ten rounds keep one slow round below a tenth (docs/efficiency.md).
+    #: Where no counter is readable (no RAPL access, NVML NotSupported) no time is spent.
+    energy_min_s: float = 5.0
+    energy_min_rounds: int = 10
 
     def input_size(self, native: int) -> int:
         return native if self.max_input_size is None else min(native, self.max_input_size)
@@ -53,6 +59,8 @@ PROFILES: dict[str, Profile] = {
         "smoke", max_input_size=64, batch_size=2, warmup_rounds=1, rounds=5,
         train_image_size=32, train_samples=192, train_epochs=2, train_batch_size=16,
         paired_rounds=24, warmup_min_s=0.0,
+        # 1 s windows: a CPU with readable RAPL (~1 ms updates) adds ~64 s over 32 cases, not ~5 min
+        energy_min_s=1.0, energy_min_rounds=10,
     ),
     # Training: unchanged; 4096 × 10 epochs at 64 px is minutes per case on a GPU (ViT-B/16 sees 17 tokens)
     # and generating the embedded set takes ~3 s on a CPU.

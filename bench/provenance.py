@@ -33,7 +33,8 @@ def archbench_info(device: Device, profile: Profile, seed: int, data: str) -> di
         cudnn=cudnn.version() if cudnn.is_available() else None,
         # what the accuracy benchmarks train under (timing runs never force determinism)
         deterministic=Determinism.bitwise_deterministic(device.torch_device),
-        cudnn_deterministic=bool(cudnn.deterministic),
+        # cuDNN's deterministic/benchmark flags and TF32 are per record, read while each case ran: read
+        # here, after the run, they would describe nothing that was measured.
         suite_version=bench.__version__,
         data=data,
     )

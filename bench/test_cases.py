@@ -35,6 +35,7 @@ def test_step(case, archbench, benchmark, request) -> None:
                             modes=archbench.modes)
         try:
             run.warmup(profile.warmup_rounds, profile.warmup_min_s)
+            run.snapshot("before")
             record.update(run.record_fields())
             # Each round is a whole step (what pytest-benchmark times) and a phased one, untimed by it: the
             # phased step comes before the whole one in even rounds and after it in odd ones.
@@ -57,19 +58,24 @@ def test_step(case, archbench, benchmark, request) -> None:
             # Fields are filled after each stage, so a later failure never loses what was measured; a key
             # that is not a Record field raises (Record.update) instead of hiding a typo.
             benchmark.pedantic(whole, setup=before, teardown=after, rounds=profile.rounds, iterations=1)
+            run.snapshot("after")
             record.update(run.record_fields())
             run.run_inference(profile.rounds, profile.warmup_rounds)
             record.update(run.record_fields())
             run.measure_memory()
             record.update(run.record_fields())
-            if archbench.device.kind == "cuda":
-                record.mem_device_bytes = archbench.device.device_memory_used()
+            run.measure_efficiency()
+            record.update(run.record_fields())
+            run.measure_energy(profile.energy_min_s, profile.energy_min_rounds)
+            record.update(run.record_fields())
         finally:
             run.close()
+            archbench.device.release_cached_memory()
 
 
 @pytest.mark.archbench_kind("train")
 def test_train(case, archbench, benchmark, request) -> None:
+    from bench.harness import telemetry_fields
     from bench.train import Trainer
 
     profile = archbench.profile
@@ -84,8 +90,11 @@ def test_train(case, archbench, benchmark, request) -> None:
                 archbench.maybe_inject(case)
                 trainer.run_epoch()
 
+            before = archbench.device.telemetry()
             benchmark.pedantic(epoch, rounds=profile.train_epochs, iterations=1)
+            record.update(telemetry_fields(before, archbench.device.telemetry()))
             record.update(trainer.result())
             record.set_samples("epoch", record.samples_epoch_s or [])
         finally:
             trainer.close()
+            archbench.device.release_cached_memory()

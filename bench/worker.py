@@ -124,6 +124,7 @@ class Worker:
             run.warmup(profile.warmup_rounds, profile.warmup_min_s)
             run.run_inference(0, profile.warmup_rounds)  # warm-up only (with compile: at least one)
             self.device.synchronize()
+            run.snapshot("before")
         except BaseException:
             run.close()
             raise
@@ -155,15 +156,17 @@ class Worker:
     def step_finish(self, case: str) -> dict[str, Any]:
         c, run = self._case(case), self.steps.pop(case)
         try:
+            run.snapshot("after")
             run.measure_memory()
+            run.measure_efficiency()
+            run.measure_energy(self.profile.energy_min_s, self.profile.energy_min_rounds)
         finally:
             run.close()
+            self.device.release_cached_memory()
         record = self._record(c, "step")
         record.batch_size, record.input_size, record.num_classes = run.batch_size, run.input_size, c.num_classes
         self._fill_static(c, record)
         record.update(run.record_fields())
-        if self.device.kind == "cuda":
-            record.mem_device_bytes = self.device.device_memory_used()
         self.step_times.pop(case, None)
         return {"extra_info": record.to_extra_info(), "stats": stats_of(run.whole)}
 

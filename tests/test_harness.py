@@ -168,3 +168,90 @@ def test_inference_median_agrees_with_torch_utils_benchmark_timer() -> None:
             if abs(ratios[-1] - 1) <= 0.05:
                 break
     assert abs(ratios[-1] - 1) <= 0.05, f"harness/Timer median ratios {ratios}"
+
+
+# -- telemetry, energy, efficiency ----------------------------------------------------------------------
+class _Counter:
+    """A cumulative energy counter that advances by 2 J per read: each window reads it twice."""
+
+    name, resolution_j, update_interval_s = "fake", 1e-3, 0.0
+
+    def __init__(self) -> None:
+        self.joules = 0.0
+
+    def read_joules(self) -> float:
+        self.joules += 2.0
+        return self.joules
+
+
+class _InstrumentedCpu(CpuDevice):
+    """The real CPU device with telemetry and an energy counter, as a GPU would have them."""
+
+    def __init__(self, snapshots: list[dict], counter: object) -> None:
+        super().__init__(threads=1)
+        self.snapshots, self.counter = snapshots, counter
+
+    def telemetry(self):  # type: ignore[override]
+        return self.snapshots.pop(0)
+
+    def energy_counter(self):  # type: ignore[override]
+        import contextlib
+
+        return contextlib.nullcontext(self.counter)
+
+
+def test_telemetry_and_energy_reach_the_record() -> None:
+    calm = {"throttled": False, "clock_event_reasons": ["gpu_idle"], "clock_sm_mhz": 1980}
+    hot = {"throttled": True, "clock_event_reasons": ["sw_power_cap"], "clock_sm_mhz": 1410}
+    dev = _InstrumentedCpu([calm, hot], _Counter())
+    run = StepBenchmark(tiny_case(), dev, batch_size=4, input_size=32)
+    run.warmup(1)
+    run.snapshot("before")
+    run.train_round(0)
+    run.snapshot("after")
+    run.measure_energy(min_seconds=0.01, min_rounds=3)
+    out = run.record_fields()
+    assert out["gpu_before"] == calm and out["gpu_after"] == hot
+    assert out["throttled"] is True and out["throttle_reasons"] == ["sw_power_cap"]
+    # each window: rounds until both minimums, the counter read at each end (advancing 2 J per read)
+    assert out["energy_step_j"] is not None and out["energy_inference_j"] is not None
+    assert out["energy_step_j"] > 0 and out["power_step_w"] is not None and out["power_step_w"] > 0
+    assert "energy_unavailable" not in out
+
+
+def test_energy_unavailable_is_a_reason_not_zero() -> None:
+    from bench.energy import Unavailable
+
+    dev = _InstrumentedCpu([], Unavailable("NVML: Not Supported"))
+    run = StepBenchmark(tiny_case(), dev, batch_size=4, input_size=32)
+    run.measure_energy(min_seconds=0.01, min_rounds=3)
+    out = run.record_fields()
+    assert out["energy_unavailable"] == "NVML: Not Supported" and "energy_step_j" not in out
+    assert "gpu_before" not in out  # no telemetry on this device: no fields, not fields of None
+
+
+def test_efficiency_counts_flops_at_the_runs_input_and_batch() -> None:
+    from bench.flops import static_cost
+
+    run = StepBenchmark(tiny_case(), CpuDevice(threads=1), batch_size=4, input_size=16)
+    run.warmup(1)
+    run.train_round(0)
+    run.run_inference(1, 0)
+    run.measure_efficiency()
+    out = run.record_fields()
+    macs_16 = static_cost(tiny_net(5, 16), 16).macs_forward
+    assert macs_16 < static_cost(tiny_net(5, 32), 32).macs_forward  # not the native 32-px count
+    assert out["flops_forward"] == 2 * macs_16 * 4
+    assert out["flops_backward"] == 2 * out["flops_forward"]  # estimated, as documented
+    assert out["tflops_forward"] == pytest.approx(out["flops_forward"] / out["time_forward_s"] / 1e12)
+    assert out["tflops_step"] == pytest.approx(3 * out["flops_forward"] / out["time_step_s"] / 1e12)
+    assert out["mfu_forward"] is None and out["peak_tflops"] is None  # no datasheet peak for a CPU
+    assert "CPU" in str(out["peak_source"])
+
+
+def test_tcel_counts_three_model_calls_per_forward() -> None:
+    run = StepBenchmark(tiny_case("tcel"), CpuDevice(threads=1), batch_size=4, input_size=16)
+    run.measure_efficiency()
+    one = StepBenchmark(tiny_case(), CpuDevice(threads=1), batch_size=4, input_size=16)
+    one.measure_efficiency()
+    assert run.record_fields()["flops_forward"] == 3 * one.record_fields()["flops_forward"]
