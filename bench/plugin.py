@@ -284,3 +284,44 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
         if nodeid not in present
     ]
     attach_failed(output_json, dropped)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """After pytest-benchmark's table: archbench's own, one row per case, and where the results are,
+    with an HTML report written beside the JSON."""
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is None or not session.records:
+        return
+    import io
+
+    from rich.text import Text
+
+    from bench.present import make_console
+    from bench.summary import summary_table
+
+    buffer = io.StringIO()
+    console = make_console(buffer)
+    console.print(summary_table(record for _, record in session.records.values()).to_rich())
+    json_path = config.getoption("benchmark_json", None)
+    if json_path is not None and Path(json_path).is_file():
+        console.print(Text(f"results: {json_path}"))
+        console.print(Text(_write_html_report(Path(json_path))))
+    elif session.partial_path is not None:
+        console.print(Text(f"results so far: {session.partial_path} (no JSON was written)"))
+    terminalreporter.write_sep("=", "archbench summary")
+    terminalreporter.write(buffer.getvalue())
+
+
+def _write_html_report(json_path: Path) -> str:
+    """Write ``<json>.html`` (bench report's page) beside the results; say where, or why not."""
+    from bench.present import write_text
+    from bench.report import to_html
+    from bench.results import ResultsError, load_results
+
+    html_path = json_path.with_suffix(".html")
+    try:
+        write_text(html_path, to_html(load_results(json_path)))
+    except ResultsError as exc:  # the JSON is the result; a report that cannot be drawn must not hide it
+        return f"report: not written ({exc})"
+    return f"report: {html_path}"

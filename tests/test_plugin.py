@@ -86,6 +86,15 @@ def test_machine_info_provenance(clean_run) -> None:
     assert "commit_info" in data
 
 
+def test_the_run_ends_with_one_row_per_case(clean_run) -> None:
+    proc, _, tmp = clean_run
+    summary = proc.stdout[proc.stdout.index("archbench summary"):]
+    rows = [line for line in summary.splitlines()
+            if line.startswith("│ ") and ("dogbreed_dsc" in line or "mobilenet_v1_025_224" in line)]
+    assert len(rows) == 2  # the step and the train record of a case share a row
+    assert "test acc" in summary and "fwd" in summary and f"results: {tmp / 'out.json'}" in summary
+
+
 def test_partial_file_written_as_it_goes(clean_run) -> None:
     _, data, tmp = clean_run
     lines = (tmp / "out.json.partial.jsonl").read_text().splitlines()
@@ -106,6 +115,10 @@ def test_injected_failure_is_recorded_and_the_run_goes_on(tmp_path: Path) -> Non
     assert benches["test_step[mobilenet_v1_025_224]"]["extra_info"]["status"] == "oom"
     assert benches["test_step[mobilenet_v1_050_224]"]["extra_info"]["status"] == "ok"
     assert "dogbreed_dsc (step): status error" in proc.stdout
+    # the run ends with archbench's summary, one row per case with its failure flagged, and the report
+    summary = proc.stdout[proc.stdout.index("archbench summary"):]
+    assert "step: error" in summary and "step: oom" in summary and "3 cases, 2 with a failed record" in summary
+    assert f"report: {tmp_path / 'out.html'}" in summary and (tmp_path / "out.html").stat().st_size > 0
 
 
 def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
