@@ -49,6 +49,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from bench import nvml as nvml_api
 from bench.energy import EnergyCounter, Unavailable, nvml_counter, rapl_counter
 
 T = TypeVar("T")
@@ -381,15 +382,15 @@ class CudaDevice:
         """NVML initialised and this device's handle, found by UUID; on any NVML error (no driver, not
         supported, no permission, as on vGPUs and in containers) a :class:`NvmlDevice` with the reason."""
         nvml = self.nvml()
-        with _nvml_session(nvml) as (session, reason):
+        with nvml_api.session(nvml) as (session, failed):
             if session is None:
-                yield NvmlDevice(reason=reason)
+                yield NvmlDevice(reason=f"nvmlInit failed: {nvml_api.reason(failed)}" if failed else None)
                 return
             uuid = self.uuid()
             try:
-                handle = _handle_by_uuid(session, uuid)
-            except _nvml_error(session) as exc:
-                yield NvmlDevice(reason=f"no NVML device with UUID {uuid}: {_reason(exc)}")
+                handle = session.nvmlDeviceGetHandleByUUID(uuid)
+            except nvml_api.error_type(session) as exc:
+                yield NvmlDevice(reason=f"no NVML device with UUID {uuid}: {nvml_api.reason(exc)}")
                 return
             yield NvmlDevice(session, handle)
 
@@ -400,7 +401,7 @@ class CudaDevice:
                 return None
             try:
                 return int(dev.nvml.nvmlDeviceGetMemoryInfo(dev.handle).used)
-            except _nvml_error(dev.nvml):
+            except nvml_api.error_type(dev.nvml):
                 return None
 
     @contextlib.contextmanager
@@ -434,9 +435,9 @@ class CudaDevice:
             else:
                 nvml, handle = dev.nvml, dev.handle
                 fields: dict[str, Callable[[], Any]] = {
-                    "driver": lambda: _text(nvml.nvmlSystemGetDriverVersion()),
-                    "nvml_name": lambda: _text(nvml.nvmlDeviceGetName(handle)),
-                    "pci_bus_id": lambda: _text(nvml.nvmlDeviceGetPciInfo(handle).busId),
+                    "driver": lambda: nvml_api.text(nvml.nvmlSystemGetDriverVersion()),
+                    "nvml_name": lambda: nvml_api.text(nvml.nvmlDeviceGetName(handle)),
+                    "pci_bus_id": lambda: nvml_api.text(nvml.nvmlDeviceGetPciInfo(handle).busId),
                     "clock_sm_max_mhz": lambda: int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM)),
                     "clock_mem_max_mhz": lambda: int(nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_MEM)),
                     "power_limit_w": lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
@@ -459,32 +460,15 @@ class CudaDevice:
         return isinstance(exc, RuntimeError) and any(m.lower() in text.lower() for m in _CUDA_OOM_MARKERS)
 
 
-def _nvml_error(nvml: Any) -> type[BaseException]:
-    error = getattr(nvml, "NVMLError", None)
-    return error if isinstance(error, type) and issubclass(error, BaseException) else _NoError
-
-
-class _NoError(Exception):
-    """Stands in for NVMLError when a module has none: matches nothing."""
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _handle_by_uuid(nvml: Any, uuid: str) -> Any:
-    return nvml.nvmlDeviceGetHandleByUUID(uuid)
-
-
 def _read_fields(nvml: Any, fields: dict[str, Callable[[], Any]], out: dict[str, Any]) -> dict[str, str]:
     """Read each field on its own: one that NVML refuses is ``None`` with its reason, the rest stand."""
     unavailable: dict[str, str] = {}
     for name, read in fields.items():
         try:
             out[name] = read()
-        except _nvml_error(nvml) as exc:
+        except nvml_api.error_type(nvml) as exc:
             out[name] = None
-            unavailable[name] = _reason(exc)
+            unavailable[name] = nvml_api.reason(exc)
     return unavailable
 
 
@@ -611,28 +595,6 @@ def owned_storages(*owners: Any) -> list[torch.UntypedStorage]:
         storage = t.untyped_storage()
         seen.setdefault(storage._cdata, storage)
     return list(seen.values())
-
-
-@contextlib.contextmanager
-def _nvml_session(nvml: Any) -> Iterator[tuple[Any, str | None]]:
-    """Init/shutdown around a block; yields ``(nvml, None)``, or ``(None, reason)`` when NVML cannot be
-    initialised (no driver, no library), so provenance degrades to what torch knows."""
-    try:
-        nvml.nvmlInit()
-    except _nvml_error(nvml) as exc:
-        yield None, f"nvmlInit failed: {_reason(exc)}"
-        return
-    try:
-        yield nvml, None
-    finally:
-        try:
-            nvml.nvmlShutdown()
-        except _nvml_error(nvml):
-            pass  # nothing to undo: a failed shutdown must not turn a measured case into an error
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _cpu_name() -> str:

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bench import nvml as nvml_api
 from bench.present import EXIT_OK, EXIT_UNUSABLE, make_console
 
 #: The oldest Linux x86_64 driver that runs binaries built with each CUDA major (through CUDA minor
@@ -175,11 +176,6 @@ def driver_is_new_enough(driver: str | None, torch_cuda: str | None) -> bool | N
     return have + (0,) * (width - len(have)) >= need + (0,) * (width - len(need))
 
 
-def _text(value: str | bytes) -> str:
-    # nvidia-ml-py returned bytes before 11.515; str since.
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def probe_driver(nvml: Any) -> Driver:
     """The driver version through NVML. Any NVMLError (no library, no driver, a call refused after init)
     becomes ``Driver(None, reason)``: a machine without a driver is a finding, not a crash."""
@@ -189,22 +185,13 @@ def probe_driver(nvml: Any) -> Driver:
         except ImportError as exc:
             return Driver(None, f"nvidia-ml-py is not installed ({exc})")
         nvml = pynvml
-    error_type: type[BaseException] = nvml.NVMLError
-    try:
-        nvml.nvmlInit()
-    except error_type as exc:
-        return Driver(None, str(exc) or type(exc).__name__)
-    try:
-        return Driver(_text(nvml.nvmlSystemGetDriverVersion()))
-    except error_type as exc:
-        return Driver(None, str(exc) or type(exc).__name__)
-    finally:
+    with nvml_api.session(nvml) as (session, failed):
+        if session is None:
+            return Driver(None, str(failed) or type(failed).__name__)
         try:
-            nvml.nvmlShutdown()
-        except error_type:
-            # Nothing is left to release when shutdown itself fails, and what was read (or why it could
-            # not be) is already decided; the report must not turn into a crash here.
-            pass
+            return Driver(nvml_api.text(session.nvmlSystemGetDriverVersion()))
+        except nvml_api.error_type(session) as exc:
+            return Driver(None, str(exc) or type(exc).__name__)
 
 
 def probe_cuda(torch: Any) -> tuple[bool, str | None, int, tuple[Gpu, ...], str | None]:

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench import nvml as nvml_api
+
 __all__ = [
     "DEFAULT_MIN_ROUNDS",
     "DEFAULT_MIN_SECONDS",
@@ -139,7 +141,7 @@ class NvmlEnergyCounter:
     def read_joules(self) -> float:
         try:
             millijoules = self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
-        except _nvml_error_type(self._nvml) as exc:
+        except nvml_api.error_type(self._nvml) as exc:
             raise CounterReadError(_nvml_reason(self._nvml, exc)) from exc
         return float(millijoules) / 1000.0
 
@@ -160,12 +162,6 @@ def nvml_counter(nvml: Any, handle: Any, *, label: str = "") -> NvmlEnergyCounte
     except CounterReadError as exc:
         return Unavailable(str(exc))
     return counter
-
-
-def _nvml_error_type(nvml: Any) -> type[BaseException] | tuple[()]:
-    # pynvml raises NVMLError subclasses; a module without NVMLError catches nothing (the empty tuple).
-    error = getattr(nvml, "NVMLError", None)
-    return error if isinstance(error, type) and issubclass(error, BaseException) else ()
 
 
 def _nvml_reason(nvml: Any, exc: BaseException) -> str:
