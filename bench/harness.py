@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from bench.devices import Device, throttle_summary
+from bench.efficiency import NoPeak, Peak, achieved_tflops, mfu, peak_for, phase_flops
 from bench.modes import Executor, Modes
 from bench.objectives import Batch, compute_loss, make_optimizer, trainable_parameters
 from bench.record import PHASES
@@ -80,6 +81,8 @@ class StepBenchmark:
     telemetry: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     energy: dict[str, Any] = field(default_factory=dict)
     macs_per_image: int | None = None
+    #: The device's datasheet peak for the run's precision, or why there is none (set with the MACs).
+    peak: Peak | NoPeak | None = None
 
     def __post_init__(self) -> None:
         self.executor = Executor(self.modes, self.device.torch_device)
@@ -283,15 +286,16 @@ class StepBenchmark:
             self.macs_per_image, _, _ = count_macs(self.module, (x,))
         finally:
             self.module.train(was_training)
+        # once per case: record_fields runs after every stage, and info() opens NVML on a GPU
+        self.peak = peak_for(str(self.device.info()["device_name"]), self.modes.precision,
+                             device_type=self.device.kind)
 
     def _efficiency_fields(self, out: dict[str, object]) -> dict[str, object]:
-        from bench.efficiency import NoPeak, achieved_tflops, mfu, peak_for, phase_flops
-
-        if self.macs_per_image is None:
+        peak = self.peak
+        if self.macs_per_image is None or peak is None:
             return {}
         calls = 3 if self.case.regime.loss == "tcel" else 1  # anchor, positive and negative
         flops = {phase: f.value for phase, f in phase_flops(self.macs_per_image, self.batch_size, calls).items()}
-        peak = peak_for(str(self.device.info()["device_name"]), self.modes.precision, device_type=self.device.kind)
         peak_value = None if isinstance(peak, NoPeak) else peak.tflops
         fields: dict[str, object] = {
             "flops_forward": flops["forward"],
