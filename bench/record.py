@@ -113,6 +113,21 @@ class Record:
     loss_test_deformed: float | None = None
     #: One dict per epoch: {"epoch", "loss_train", "accuracy_train", "loss_val", "accuracy_val", "seconds"}.
     curve: list[dict[str, float]] | None = None
+    #: train, ``--bench-seeds``: the seeds trained, and per seed a dict with ``seed``, ``status`` and its own
+    #: ``accuracy_*`` / ``loss_*`` / ``train_steps`` / ``diverged_step``. The top-level accuracies and losses
+    #: are then the mean over the seeds that finished (``ok``), and ``accuracy_*_spread`` their sample
+    #: standard deviation; :func:`seed_values` reads a field per seed from either shape of record.
+    seeds: list[int] | None = None
+    per_seed: list[dict[str, Any]] | None = None
+    accuracy_val_spread: float | None = None
+    accuracy_test_spread: float | None = None
+    accuracy_test_deformed_spread: float | None = None
+    #: train: the initial weights: ``None`` for random initialisation, else their identity, e.g.
+    #: ``"torchvision:ResNet50_Weights.IMAGENET1K_V1"`` or ``"file:ckpt.pt"``; the file's SHA-256; and
+    #: whether a classifier head of another class count was re-initialised instead of loaded.
+    weights: str | None = None
+    weights_sha256: str | None = None
+    weights_head_reinit: bool | None = None
     #: Set by ``bench ab``: {"id": shared run id, "side": "base"|"head", "order": "ABBA"}; rounds of the
     #: two sides with one id are measured in alternation, index by index.
     pairing: dict[str, Any] | None = None
@@ -198,6 +213,26 @@ class Record:
             ):
                 raise RecordError(f"{where}: field 'time_{name}_s' disagrees with the median of its samples")
         return record
+
+
+def seed_values(record: Record, key: str) -> list[float]:
+    """``key`` (e.g. ``"accuracy_test"``) of every seed that finished: from ``per_seed`` when the record
+    has it, else the record's one value; empty when there is none."""
+    if record.per_seed:
+        return [float(s[key]) for s in record.per_seed if s.get("status", "ok") == "ok" and s.get(key) is not None]
+    value = getattr(record, key)
+    return [] if value is None else [float(value)]
+
+
+def random_frozen_backbone(record: Record) -> bool:
+    """Whether the record trained only part of a network that started from random weights: its accuracy
+    then measures a head on random features, not the architecture."""
+    return (
+        record.weights is None
+        and record.params_trainable is not None
+        and record.params_total is not None
+        and record.params_trainable < record.params_total
+    )
 
 
 class RecordError(ValueError):

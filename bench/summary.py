@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bench.metrics import METRICS
 from bench.present import Column, TableSpec, format_value
-from bench.record import Record
+from bench.record import Record, random_frozen_backbone
 
 
 @dataclass
@@ -35,11 +35,7 @@ class CaseRow:
 
     def flags(self) -> str:
         out = [f"{r.kind}: {r.status}" for r in (self.step, self.train) if r is not None and r.status != "ok"]
-        train = self.train
-        if train is not None and train.params_trainable is not None and train.params_total is not None \
-                and train.params_trainable < train.params_total:
-            # Every backbone starts from random weights today: with most of it frozen, the accuracy
-            # measures the head on random features, not the architecture.
+        if self.train is not None and random_frozen_backbone(self.train):
             out.append("frozen backbone, random weights")
         return "; ".join(out)
 
