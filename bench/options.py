@@ -15,6 +15,31 @@ from bench.modes import COMPILE_MODES, MEMORY_FORMATS, PRECISIONS
 from bench.profiles import PROFILES
 
 
+def parse_seeds(text: str) -> int | tuple[int, ...]:
+    """``--bench-seeds``: a count (``"3"``) or a comma-separated list of distinct seeds (``"0,5,9"``)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bench-seeds {text!r}: expected N or a list such as 0,1,2") from None
+    if len(values) == 1 and "," not in text:
+        if values[0] < 1:
+            raise argparse.ArgumentTypeError(f"--bench-seeds {text!r}: the count must be at least 1")
+        return values[0]
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"--bench-seeds {text!r}: a seed is listed twice")
+    return tuple(values)
+
+
+def seed_list(first: int, seeds: int | Sequence[int] | None) -> list[int]:
+    """The seeds to train under: ``first`` alone, ``first .. first+N-1`` for a count, or the list."""
+    if seeds is None:
+        return [first]
+    if isinstance(seeds, int):
+        return [first + i for i in range(seeds)]
+    return list(seeds)
+
+
 @dataclass(frozen=True)
 class Option:
     flag: str
@@ -72,6 +97,9 @@ OPTIONS: dict[str, Option] = {
                choices=("steady", "system"), default="steady"),
         Option("--bench-epochs", "override the profile's training epochs", type=int, metavar="N"),
         Option("--bench-seed", "seed for data, initialisation and batches", type=int, default=0, metavar="N"),
+        Option("--bench-seeds", "train every case under several seeds (initialisation and batch order; the "
+               "data stays --bench-seed's): N for N seeds from --bench-seed on, or a list such as 0,1,2. "
+               "Accuracies are then the seeds' mean, with their spread", type=parse_seeds, metavar="N|LIST"),
         Option("--bench-kind", "which benchmarks to run: step (time/memory), train (accuracy), or both",
                choices=("step", "train", "both"), default="both"),
         Option("--bench-data", "dataset for the accuracy benchmarks (default: the embedded one)",

@@ -148,6 +148,13 @@ class ArchbenchSession:
         del torch
         return session
 
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds every case trains under (``--bench-seeds``; else ``--bench-seed`` alone)."""
+        from bench.options import seed_list
+
+        return seed_list(self.seed, _opt(self.config, "bench_seeds"))
+
     # -- provenance ------------------------------------------------------------------------------------
     def machine_info(self) -> dict[str, Any]:
         from bench.provenance import archbench_info

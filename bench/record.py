@@ -212,7 +212,25 @@ class Record:
                 statistics.median(samples), median, rel_tol=1e-9, abs_tol=1e-12
             ):
                 raise RecordError(f"{where}: field 'time_{name}_s' disagrees with the median of its samples")
+        if record.per_seed is not None:
+            _check_seeds(record, where)
         return record
+
+
+#: Per-seed accuracy fields whose top-level value is the seeds' mean (``--bench-seeds``).
+SEED_MEANS: tuple[str, ...] = ("accuracy_train", "accuracy_val", "accuracy_test", "accuracy_test_deformed")
+
+
+def _check_seeds(record: Record, where: str) -> None:
+    """A record with ``per_seed`` must carry the mean of its seeds at the top level, as a median must
+    agree with its samples: otherwise a reader and the comparator could see two different accuracies."""
+    if not isinstance(record.per_seed, list) or not all(isinstance(s, Mapping) for s in record.per_seed):
+        raise RecordError(f"{where}: field 'per_seed' is not a list of objects")
+    for key in SEED_MEANS:
+        values = seed_values(record, key)
+        top = getattr(record, key)
+        if values and (top is None or not math.isclose(statistics.fmean(values), top, rel_tol=1e-9, abs_tol=1e-12)):
+            raise RecordError(f"{where}: field {key!r} is not the mean of 'per_seed'")
 
 
 def seed_values(record: Record, key: str) -> list[float]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bench.metrics import METRICS
-from bench.present import Column, TableSpec, format_value
+from bench.present import Column, TableSpec, format_value, significant
 from bench.record import Record, random_frozen_backbone
 
 
@@ -38,6 +38,14 @@ class CaseRow:
         if self.train is not None and random_frozen_backbone(self.train):
             out.append("frozen backbone, random weights")
         return "; ".join(out)
+
+
+def _accuracy(row: CaseRow) -> str:
+    """Test accuracy, with ``± spread`` (standard deviation over seeds) when several seeds trained."""
+    metric = METRICS["accuracy_test"]
+    text = format_value(metric, row.value("accuracy_test"))
+    spread = row.train.accuracy_test_spread if row.train is not None else None
+    return text if spread is None else f"{text} ± {significant(spread * metric.scale, 2)}"
 
 
 def case_rows(records: Iterable[Record]) -> list[CaseRow]:
@@ -66,7 +74,7 @@ def summary_table(records: Iterable[Record], title: str = "archbench: one row pe
         _metric("time_optimizer_s", "opt (ms)", priority=5),
         _metric("time_step_s", "step (ms)", priority=5),
         _metric("mem_step_peak_bytes", "peak (MiB)", priority=5),
-        _metric("accuracy_test", "test acc (%)", priority=8),
+        Column("test acc (%)", _accuracy, "right", priority=8),
         Column("flags", CaseRow.flags, style=lambda r: "bold red" if "step:" in r.flags() or "train:" in r.flags()
                else "yellow" if r.flags() else "", priority=8),
     ]

@@ -4,9 +4,9 @@
   stats are the whole step, timed without synchronisation between its phases; ``extra_info`` holds the
   same whole-step samples, forward/backward/optimizer/inference medians and raw samples (timed phase by
   phase in a second step of each round), peaks, and the modes and numerics it ran under.
-* ``test_train[CASE]`` — fixed-budget training on the chosen dataset: pytest-benchmark's stats are the
-  seconds per epoch (the cost report 000 box-plots); ``extra_info`` holds accuracies, losses and the
-  per-epoch curve.
+* ``test_train[CASE]`` — fixed-budget training on the chosen dataset, under each seed of ``--bench-seeds``:
+  pytest-benchmark's stats are the seconds per epoch (the cost report 000 box-plots); ``extra_info`` holds
+  accuracies, losses and the per-epoch curve (with several seeds: their mean, spread and each seed's own).
 """
 
 from __future__ import annotations
@@ -76,25 +76,29 @@ def test_step(case, archbench, benchmark, request) -> None:
 @pytest.mark.archbench_kind("train")
 def test_train(case, archbench, benchmark, request) -> None:
     from bench.harness import telemetry_fields
-    from bench.train import Trainer
+    from bench.train import SeededTraining, Trainer
 
     profile = archbench.profile
     with archbench.recording(request, case, "train", benchmark) as record:
-        splits = archbench.splits(profile.train_image_size, case.in_channels)
+        splits = archbench.splits(profile.train_input_size(case.input_size), case.in_channels)
         record.batch_size, record.input_size = profile.train_batch_size, splits.image_size
         _static_fields(archbench, case, record)
-        trainer = Trainer(case, splits, profile, seed=archbench.seed, device=archbench.device.torch_device,
-                          modes=archbench.modes)
+        # One trainer per seed, on the same data; every seed's epochs are rounds of this benchmark.
+        training = SeededTraining(
+            lambda seed: Trainer(case, splits, profile, seed=seed, device=archbench.device.torch_device,
+                                 modes=archbench.modes),
+            archbench.seeds, profile.train_epochs,
+        )
         try:
             def epoch() -> None:
                 archbench.maybe_inject(case)
-                trainer.run_epoch()
+                training.run_epoch()
 
             before = archbench.device.telemetry()
-            benchmark.pedantic(epoch, rounds=profile.train_epochs, iterations=1)
+            benchmark.pedantic(epoch, rounds=training.rounds, iterations=1)
             record.update(telemetry_fields(before, archbench.device.telemetry()))
-            record.update(trainer.result())
+            record.update(training.result())
             record.set_samples("epoch", record.samples_epoch_s or [])
         finally:
-            trainer.close()
+            training.close()
             archbench.device.release_cached_memory()

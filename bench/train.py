@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -427,3 +428,99 @@ class Trainer:
             self._final = (self.step, {s: self.evaluate(s) if s in named else None for s in ("test", "test_deformed")})
         return self._final[1]
 
+
+
+#: The per-seed fields of a train result; the top-level ones become the mean over the seeds that finished.
+_PER_SEED = ("status", "diverged_step", "train_steps", "epochs",
+             *(f"{kind}_{split}" for split in SPLIT_NAMES for kind in ("accuracy", "loss")))
+#: Splits whose accuracy spread over seeds is recorded (``accuracy_<split>_spread``).
+SPREAD_SPLITS: tuple[str, ...] = ("val", "test", "test_deformed")
+
+
+def combine_seeds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One train result from the results of one case under several seeds (:meth:`Trainer.result` each).
+
+    Accuracies and losses are the mean over the seeds that finished (status ``ok``), and
+    ``accuracy_<split>_spread`` the sample standard deviation of their accuracies (with two or more);
+    ``per_seed`` keeps each seed's own values and ``seeds`` the seeds in order. The status is
+    ``diverged`` when any seed diverged (the mean is then over the others, and ``per_seed`` says which),
+    so that an unstable case is never shown as a clean mean. ``curve`` and the compile accounting are the
+    first seed's (its compile is the cold one); epoch times and skipped fp16 steps are every seed's.
+    A single result is returned as it is.
+    """
+    if not results:
+        raise ValueError("no results to combine")
+    if len(results) == 1:
+        return dict(results[0])
+    out = dict(results[0])
+    out["seeds"] = [int(r["seed"]) for r in results]
+    out["per_seed"] = [{"seed": r["seed"], **{k: r.get(k) for k in _PER_SEED}} for r in results]
+    finished = [r for r in results if r["status"] == "ok"]
+    for split in SPLIT_NAMES:
+        for kind in ("accuracy", "loss"):
+            key = f"{kind}_{split}"
+            values = [r[key] for r in finished if r.get(key) is not None]
+            out[key] = statistics.fmean(values) if values else None
+    for split in SPREAD_SPLITS:
+        values = [r[f"accuracy_{split}"] for r in finished if r.get(f"accuracy_{split}") is not None]
+        out[f"accuracy_{split}_spread"] = statistics.stdev(values) if len(values) >= 2 else None
+    diverged = [r for r in results if r["status"] != "ok"]
+    out["status"] = diverged[0]["status"] if diverged else "ok"
+    out["diverged_step"] = diverged[0]["diverged_step"] if diverged else None
+    out["samples_epoch_s"] = [s for r in results for s in r.get("samples_epoch_s") or []]
+    if any(r.get("amp_skipped_steps") is not None for r in results):
+        out["amp_skipped_steps"] = sum(r.get("amp_skipped_steps") or 0 for r in results)
+    return out
+
+
+class SeededTraining:
+    """One case trained under each of ``seeds`` in turn, one epoch per :meth:`run_epoch`, so that a
+    benchmark can time ``len(seeds) * epochs`` rounds. Each seed's :class:`Trainer` is built when its
+    first epoch starts and closed when its last one ends: only one model is held at a time."""
+
+    def __init__(self, make: Callable[[int], Trainer], seeds: Sequence[int], epochs: int) -> None:
+        if not seeds:
+            raise ValueError("no seeds to train under")
+        self._make = make
+        self.seeds = list(seeds)
+        self.epochs = epochs
+        self.results: list[dict[str, Any]] = []
+        self._trainer: Trainer | None = None
+        self._epoch = 0
+
+    @property
+    def rounds(self) -> int:
+        return len(self.seeds) * self.epochs
+
+    def run_epoch(self) -> float:
+        """Train the next epoch (of the current seed, or the first of the next one)."""
+        if len(self.results) == len(self.seeds):
+            raise RuntimeError(f"all {len(self.seeds)} seeds are trained")
+        if self._trainer is None:
+            self._trainer = self._make(self.seeds[len(self.results)])
+            self._epoch = 0
+        seconds = self._trainer.run_epoch()
+        self._epoch += 1
+        if self._epoch == self.epochs:
+            self._finish()
+        return seconds
+
+    def _finish(self) -> None:
+        trainer, self._trainer = self._trainer, None
+        assert trainer is not None
+        try:
+            self.results.append(trainer.result())
+        finally:
+            trainer.close()
+
+    def result(self) -> dict[str, Any]:
+        """The combined result of the seeds trained so far (:func:`combine_seeds`); a seed interrupted
+        mid-way is finished first from the epochs it ran."""
+        if self._trainer is not None:
+            self._finish()
+        return combine_seeds(self.results)
+
+    def close(self) -> None:
+        if self._trainer is not None:
+            self._trainer.close()
+            self._trainer = None

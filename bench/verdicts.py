@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 from bench.metrics import METRICS, Exact, Metric, Reported, TimeRule, Tolerance
 from bench.paired import PairedTest, holm, paired_test
 from bench.present import EXIT_INCOMPARABLE, EXIT_OK, EXIT_REGRESSION
+from bench.record import seed_values
 from bench.results import MODE_FIELDS, Benchmark, Environment, Results
 from bench.stats import TimeNoise, mann_whitney, time_noise
 
@@ -221,7 +222,7 @@ def effective_metric(metric: Metric, thresholds: Mapping[str, float], exact: boo
     if metric.key in thresholds:
         return metric.with_threshold(thresholds[metric.key])
     if exact and metric.reproducible and isinstance(metric.rule, Tolerance):
-        return replace(metric, rule=replace(metric.rule, rel=0.0, abs=0.0))
+        return replace(metric, rule=replace(metric.rule, rel=0.0, abs=0.0, spread_k=0.0))
     return metric
 
 
@@ -254,9 +255,16 @@ def evaluate_metric(
         return MetricDelta(metric, base, head, direction, rel=rel, note="exact metric changed")
     if isinstance(rule, Tolerance):
         # A zero baseline has no relative change ("new nonzero"): the absolute tolerance decides.
-        beyond = abs(delta) > rule.abs and (rel is None or abs(rel) > rule.rel)
+        spread = rule.spread_floor(base_samples or (), head_samples or ())
+        beyond = abs(delta) > max(rule.abs, spread) and (rel is None or abs(rel) > rule.rel)
         if not beyond:
-            return MetricDelta(metric, base, head, "unchanged", rel=rel, note="within tolerance")
+            note = "within tolerance"
+            if spread > rule.abs:
+                note = f"within the seeds' spread (±{spread * metric.scale:.3g} {metric.unit}, {rule.spread_k:g} SE)"
+            return MetricDelta(metric, base, head, "unchanged", rel=rel, note=note)
+        if spread > rule.abs:
+            note = f"beyond the seeds' spread (±{spread * metric.scale:.3g} {metric.unit}, {rule.spread_k:g} SE)"
+            return MetricDelta(metric, base, head, direction, rel=rel, note=note)
         return MetricDelta(metric, base, head, direction, rel=rel)
     if isinstance(rule, TimeRule):
         moved = abs(delta) > rule.abs_floor and (rel is None or abs(rel) > rule.rel)
@@ -333,7 +341,8 @@ def compare_benchmark(
         return BenchmarkComparison(name, Status.NOT_COMPARABLE, base, head, notes=tuple(identity + shape))
     notes = [f"compared although {s} (--allow-incomparable)" for s in shape]
 
-    exact = exact_env and b.seed is not None and b.seed == h.seed
+    # Bit-for-bit only when every seed is the same one: the seeds list, else the single seed.
+    exact = exact_env and b.seed is not None and b.seed == h.seed and (b.seeds or [b.seed]) == (h.seeds or [h.seed])
     deltas: list[MetricDelta] = []
     for metric in METRICS.values():
         bv, hv = getattr(b, metric.key, None), getattr(h, metric.key, None)
@@ -342,6 +351,8 @@ def compare_benchmark(
         eff = effective_metric(metric, settings.thresholds, exact)
         bs = getattr(b, metric.samples_key) if metric.samples_key else None
         hs = getattr(h, metric.samples_key) if metric.samples_key else None
+        if isinstance(eff.rule, Tolerance) and eff.rule.spread_k:
+            bs, hs = seed_values(b, metric.key), seed_values(h, metric.key)  # one value per seed
         judge: Judge = settings.judge_for(base, head, eff) if settings.judge_for else evaluate_metric
         deltas.append(judge(eff, bv, hv, bs, hs, floors.get(metric.key, 0.0)))
     return BenchmarkComparison(name, _combine(deltas), base, head, tuple(deltas), tuple(notes))

@@ -177,7 +177,7 @@ class Worker:
         c = self._case(case)
         self._inject(case, "prepare")
         name, root = self.data, self.options.get("data_root")
-        key = (name, root, self.profile.train_image_size, c.in_channels)
+        key = (name, root, self.profile.train_input_size(c.input_size), c.in_channels)
         if key not in self.splits:
             self.splits[key] = data.load(name, root=Path(root) if root else None, image_size=key[2], channels=key[3],
                                          samples=self.profile.train_samples, seed=self.seed)

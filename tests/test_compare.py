@@ -6,6 +6,7 @@ import io
 import json
 import math
 import random
+import statistics
 from dataclasses import replace
 from pathlib import Path
 
@@ -443,6 +444,59 @@ def test_accuracy_threshold_override_beats_exactness(tmp_path: Path) -> None:
     assert code == 0
     code, out = _run(tmp_path, *_acc_pair(0.005), CompareSettings(thresholds={"accuracy_test": 0.01}))
     assert code == 1 and "accuracy_val" in out
+
+
+# -- accuracy under several seeds: judged against the seeds' spread -------------------------------------
+
+
+def _seeded(record, accuracies: list[float], seeds: list[int]):
+    """``record`` trained under ``seeds`` with these test accuracies (the other splits follow)."""
+    record.seeds = list(seeds)
+    record.per_seed = [{"seed": s, "status": "ok", "accuracy_test": a, "accuracy_val": a,
+                        "accuracy_test_deformed": a - 0.05, "accuracy_train": min(1.0, a + 0.1)}
+                       for s, a in zip(seeds, accuracies)]
+    mean = statistics.fmean(accuracies)
+    record.accuracy_test = record.accuracy_val = mean
+    record.accuracy_test_deformed = statistics.fmean(a - 0.05 for a in accuracies)
+    record.accuracy_train = statistics.fmean(min(1.0, a + 0.1) for a in accuracies)
+    record.accuracy_test_spread = statistics.stdev(accuracies)
+    return record
+
+
+def test_seed_spread_rule_in_points() -> None:
+    rule = METRICS["accuracy_test"].rule
+    assert isinstance(rule, Tolerance) and rule.spread_k == 3.0
+    base, head = [0.50, 0.60, 0.70], [0.45, 0.55, 0.65]
+    # pooled sd 0.1, SE of the difference 0.1 * sqrt(2/3): the floor is 3 of those
+    assert rule.spread_floor(base, head) == pytest.approx(3 * 0.1 * math.sqrt(2 / 3))
+    assert rule.spread_floor([0.6], [0.55]) == 0.0  # no spread to pool: the tolerance alone
+    assert rule.spread_floor([0.6], head) == pytest.approx(3 * 0.1 * math.sqrt(1 + 1 / 3))
+    m = METRICS["accuracy_test"]
+    within = evaluate_metric(m, 0.60, 0.55, base, head)
+    assert within.verdict == "unchanged" and "seeds' spread" in within.note
+    assert evaluate_metric(m, 0.60, 0.55).verdict == "regressed"  # the same drop with one seed a side
+    beyond = evaluate_metric(m, 0.60, 0.20, base, [0.1, 0.2, 0.3])
+    assert beyond.verdict == "regressed" and "beyond the seeds' spread" in beyond.note
+
+
+def test_compare_judges_seed_means_against_their_spread(tmp_path: Path) -> None:
+    base = [_seeded(train_record("dogbreed_cnn"), [0.50, 0.60, 0.70], [0, 1, 2])]
+    head = [_seeded(train_record("dogbreed_cnn", noise_seed=1), [0.45, 0.55, 0.65], [3, 4, 5])]
+    code, out = _run(tmp_path, base, head)
+    assert code == 0, out
+    head = [_seeded(train_record("dogbreed_cnn", noise_seed=1), [0.10, 0.20, 0.30], [3, 4, 5])]
+    code, out = _run(tmp_path, base, head)
+    assert code == 1 and "accuracy_test" in out
+
+
+def test_same_seeds_in_the_same_environment_are_compared_exactly(tmp_path: Path) -> None:
+    base = [_seeded(train_record("dogbreed_cnn"), [0.50, 0.60, 0.70], [0, 1, 2])]
+    head = [_seeded(train_record("dogbreed_cnn", noise_seed=1), [0.50, 0.60, 0.69], [0, 1, 2])]
+    code, out = _run(tmp_path, base, head)
+    assert code == 1 and "compared exactly" in out
+    head[0].seeds, head[0].per_seed = [0, 1, 7], [dict(s, seed=n) for s, n in zip(head[0].per_seed, (0, 1, 7))]
+    code, out = _run(tmp_path, base, head)
+    assert code == 0, out  # other seeds: the spread rule, and 0.3 points is well within it
 
 
 # -- runs not comparable ----------------------------------------------------------------------------

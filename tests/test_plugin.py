@@ -141,3 +141,22 @@ def test_unknown_case_is_a_usage_error(tmp_path: Path) -> None:
     proc, _ = run_bench(tmp_path, cases=["no_such_case_*"])
     assert proc.returncode == 4  # pytest's usage error
     assert "no case matches" in proc.stderr
+
+
+def test_several_seeds_train_each_case_under_each(tmp_path: Path) -> None:
+    proc, data = run_bench(tmp_path, "--bench-seeds=0,4", "--bench-kind=train", cases=["dogbreed_dsc"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    bench = by_name(data)["test_train[dogbreed_dsc]"]
+    info = bench["extra_info"]
+    assert info["seeds"] == [0, 4] and [s["seed"] for s in info["per_seed"]] == [0, 4]
+    accuracies = [s["accuracy_test"] for s in info["per_seed"]]
+    assert info["accuracy_test"] == pytest.approx(sum(accuracies) / 2)
+    assert bench["stats"]["rounds"] == 2 and len(info["samples_epoch_s"]) == 2  # one epoch per seed
+    assert Record.from_extra_info(info).accuracy_test_spread is not None
+    assert "±" in proc.stdout[proc.stdout.index("archbench summary"):]
+
+
+@pytest.mark.parametrize("value", ["0", "1,1", "x"])
+def test_bad_seeds_are_a_usage_error(tmp_path: Path, value: str) -> None:
+    proc, _ = run_bench(tmp_path, f"--bench-seeds={value}", "--bench-kind=train", cases=["dogbreed_dsc"])
+    assert proc.returncode == 4 and "--bench-seeds" in proc.stderr

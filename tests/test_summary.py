@@ -37,3 +37,13 @@ def test_failures_and_frozen_random_backbones_are_flagged() -> None:
     assert rows["dogbreed_dsc"].flags() == "step: oom"
     assert rows["dogbreed_cnn"].flags() == ""
     assert "1 with a failed record" in _render(summary_table([frozen, broken]))
+
+
+def test_accuracy_shows_the_seed_spread_and_loaded_weights_clear_the_flag() -> None:
+    train = train_record("dogbreed_cnn", accuracy=0.6)
+    train.accuracy_test_spread = 0.0512
+    assert "60.00 ± 5.1" in _render(summary_table([train]))
+    frozen = train_record("flowers_resnet18_frozen", accuracy=0.8)
+    frozen.params_trainable = 52_326
+    frozen.weights = "torchvision:ResNet18_Weights.IMAGENET1K_V1"
+    assert case_rows([frozen])[0].flags() == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +15,8 @@ from torch import nn
 
 from bench.data import Splits, embedded
 from bench.profiles import PROFILES, Profile
-from bench.record import Record
-from bench.train import Determinism, Trainer, _TripletSampler, stage_steps
+from bench.record import Record, RecordError, seed_values
+from bench.train import Determinism, SeededTraining, Trainer, _TripletSampler, combine_seeds, stage_steps
 from suites.case import Case, Regime, Reported, Stage
 
 PROFILE = dataclasses.replace(PROFILES["smoke"], train_image_size=16, train_samples=64, train_epochs=2,
@@ -303,3 +304,66 @@ def test_trainer_runs_under_the_modes(splits: Splits) -> None:
     assert result["cudnn_deterministic"] is True and result["cudnn_benchmark"] is False
     assert result["tf32_matmul"] is False and result["float32_matmul_precision"] == "highest"
     Record(case="tiny", suite="dogbreed", kind="train", profile="smoke", device="cpu").update(result)
+
+
+# -- several seeds (--bench-seeds) -------------------------------------------------------------------------
+
+
+def test_seeded_training_trains_each_seed_as_alone_and_combines(splits: Splits) -> None:
+    case, epochs = make_case(), PROFILE.train_epochs
+    training = SeededTraining(lambda seed: Trainer(case, splits, PROFILE, seed=seed), [0, 3, 5], epochs)
+    assert training.rounds == 3 * epochs
+    for _ in range(training.rounds):
+        training.run_epoch()
+    with pytest.raises(RuntimeError, match="all 3 seeds"):
+        training.run_epoch()
+    combined = training.result()
+    alone = [fit(case, splits, seed=s) for s in (0, 3, 5)]
+    assert combined["seeds"] == [0, 3, 5] and combined["seed"] == 0
+    assert [s["accuracy_test"] for s in combined["per_seed"]] == [a["accuracy_test"] for a in alone]  # exact
+    for key in ("accuracy_test", "accuracy_val", "loss_test", "accuracy_test_deformed"):
+        assert combined[key] == pytest.approx(statistics.fmean(a[key] for a in alone)), key
+    assert combined["accuracy_test_spread"] == pytest.approx(statistics.stdev(a["accuracy_test"] for a in alone))
+    assert len(combined["samples_epoch_s"]) == 3 * epochs and combined["status"] == "ok"
+    assert combined["curve"] == training.results[0]["curve"]
+    record = Record(case="tiny", suite="dogbreed", kind="train", profile="smoke", device="cpu", **combined)
+    record.set_samples("epoch", combined["samples_epoch_s"])
+    assert Record.from_extra_info(record.to_extra_info()) == record
+
+
+def test_one_seed_keeps_the_plain_shape(splits: Splits) -> None:
+    result = fit(make_case(), splits)
+    assert combine_seeds([result]) == result and "per_seed" not in result
+
+
+def test_a_diverged_seed_marks_the_case_and_the_mean_is_over_the_rest() -> None:
+    def result(seed: int, acc: float | None, status: str = "ok") -> dict[str, Any]:
+        fields = {k: acc for k in METRICS}
+        return {**fields, "seed": seed, "status": status, "diverged_step": 4 if status != "ok" else None,
+                "train_steps": 8, "epochs": 2, "curve": [], "samples_epoch_s": [0.1, 0.1]}
+
+    combined = combine_seeds([result(0, 0.5), result(1, None, "diverged"), result(2, 0.7)])
+    assert combined["status"] == "diverged" and combined["diverged_step"] == 4
+    assert combined["accuracy_test"] == pytest.approx(0.6)
+    assert combined["accuracy_test_spread"] == pytest.approx(statistics.stdev([0.5, 0.7]))
+    assert [s["status"] for s in combined["per_seed"]] == ["ok", "diverged", "ok"]
+
+
+def test_a_record_whose_mean_disagrees_with_its_seeds_is_rejected() -> None:
+    record = Record(case="tiny", suite="dogbreed", kind="train", profile="smoke", device="cpu", accuracy_test=0.9,
+                    seeds=[0, 1], per_seed=[{"seed": 0, "status": "ok", "accuracy_test": 0.5},
+                                            {"seed": 1, "status": "ok", "accuracy_test": 0.7}])
+    with pytest.raises(RecordError, match="accuracy_test.*mean of 'per_seed'"):
+        Record.from_extra_info(record.to_extra_info(), "out.json: test_train[tiny]")
+    record.accuracy_test = 0.6
+    assert seed_values(Record.from_extra_info(record.to_extra_info()), "accuracy_test") == [0.5, 0.7]
+
+
+def test_resolution_variants_train_at_their_own_resolution() -> None:
+    """MobileNet's ρ: 224, 192, 160 and 128 px natives must not all train at one size."""
+    from suites.registry import get_case
+
+    profile = PROFILES["smoke"]
+    sizes = [profile.train_input_size(get_case(f"mobilenet_v1_100_{n}").input_size) for n in (224, 192, 160, 128)]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 4, sizes
+    assert sizes[0] == profile.train_image_size
