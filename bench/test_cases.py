@@ -5,8 +5,9 @@
   same whole-step samples, forward/backward/optimizer/inference medians and raw samples (timed phase by
   phase in a second step of each round), peaks, and the modes and numerics it ran under.
 * ``test_train[CASE]`` — fixed-budget training on the chosen dataset: pytest-benchmark's stats are the
-  seconds per epoch (the cost report 000 box-plots); ``extra_info`` holds accuracies, losses and the
-  per-epoch curve.
+  seconds per epoch (the cost report 000 box-plots); ``extra_info`` holds accuracies, losses, the
+  per-epoch curve and the initial weights (``--bench-weights``; the step benchmark's cost does not depend
+  on them, so it always runs on the builder's initialisation).
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ def test_train(case, archbench, benchmark, request) -> None:
         splits = archbench.splits(profile.train_image_size, case.in_channels)
         record.batch_size, record.input_size = profile.train_batch_size, splits.image_size
         _static_fields(archbench, case, record)
+        record.weights = archbench.weights.identity(case)  # said even if loading them fails
         trainer = Trainer(case, splits, profile, seed=archbench.seed, device=archbench.device.torch_device,
-                          modes=archbench.modes)
+                          modes=archbench.modes, weights=archbench.weights)
         try:
             def epoch() -> None:
                 archbench.maybe_inject(case)
