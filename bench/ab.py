@@ -47,6 +47,7 @@ FORWARDED = (
     "bench_case", "bench_suite", "bench_profile", "bench_device", "bench_batch_size", "bench_rounds",
     "bench_warmup", "bench_threads", "bench_malloc", "bench_epochs", "bench_seed", "bench_kind", "bench_data",
     "data_root", "bench_warmup_time", "bench_precision", "bench_memory_format", "bench_compile",
+    "bench_weights", "bench_allow_download",
 )
 #: A pause before each turn. Without it the side that goes second in a round ran up to 2.3× slower
 #: (dogbreed_cnn backward, 2-vCPU VM): the first side's OpenMP threads keep spinning on both cores for

@@ -11,7 +11,8 @@ the other changes counted, the largest moves shown. ``--json`` holds every verdi
 HTML keep every regression and failure and bound the rest.
 
 Exit codes (:mod:`bench.present`): 0 no regression; 1 a regression or a newly failing case; 2
-unusable input (see :mod:`bench.results`); 3 runs not comparable (different device or profile) unless
+unusable input (see :mod:`bench.results`); 3 runs not comparable (different device, profile, modes, or
+initial weights for a case: docs/weights.md) unless
 ``--allow-incomparable``. A crash of the tool exits 70 (:mod:`bench.cli`), never 1.
 """
 

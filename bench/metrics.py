@@ -123,6 +123,9 @@ class Metric:
     #: Bit-for-bit reproducible given the same environment and seed; ``bench compare`` then checks it
     #: exactly instead of with the rule's tolerance (fixed-budget accuracy).
     reproducible: bool = False
+    #: An outcome of training that depends on the initial weights (accuracy): ``bench compare`` never
+    #: compares it between records trained from different weights (bench/verdicts.py).
+    depends_on_weights: bool = False
 
     def with_threshold(self, value: float) -> Metric:
         """The same metric with its main threshold replaced (relative for times/memory, points for
@@ -186,9 +189,10 @@ _METRICS: tuple[Metric, ...] = (
     # achieved throughput and utilisation, FLOPs over the time medians (docs/efficiency.md)
     *(Metric(f"tflops_{phase}", f"TFLOP/s {phase}", "TFLOP/s", "higher", _DERIVED) for phase in _EFFICIENCY_PHASES),
     *(Metric(f"mfu_{phase}", f"MFU {phase}", "%", "higher", _DERIVED, scale=100) for phase in _EFFICIENCY_PHASES),
-    Metric("accuracy_test", "test acc", "%", "higher", _ACC, scale=100, reproducible=True),
-    Metric("accuracy_test_deformed", "deformed acc", "%", "higher", _ACC, scale=100, reproducible=True),
-    Metric("accuracy_val", "val acc", "%", "higher", _ACC, scale=100, reproducible=True),
+    Metric("accuracy_test", "test acc", "%", "higher", _ACC, scale=100, reproducible=True, depends_on_weights=True),
+    Metric("accuracy_test_deformed", "deformed acc", "%", "higher", _ACC, scale=100, reproducible=True,
+           depends_on_weights=True),
+    Metric("accuracy_val", "val acc", "%", "higher", _ACC, scale=100, reproducible=True, depends_on_weights=True),
 )
 
 METRICS: Mapping[str, Metric] = {m.key: m for m in _METRICS}

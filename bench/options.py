@@ -49,6 +49,8 @@ class Option:
     choices: Sequence[str] | None = None
     multiple: bool = False
     metavar: str | None = None
+    #: An on/off option without a value (``store_true``; default off).
+    switch: bool = False
 
     @property
     def dest(self) -> str:
@@ -56,6 +58,8 @@ class Option:
 
     def kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"help": self.help, "default": self.default, "dest": self.dest}
+        if self.switch:
+            return {"help": self.help, "default": False, "dest": self.dest, "action": "store_true"}
         if self.multiple:
             kw.update(action="append", default=[] if self.default is None else self.default)
         if self.type is not str:
@@ -102,6 +106,13 @@ OPTIONS: dict[str, Option] = {
                "Accuracies are then the seeds' mean, with their spread", type=parse_seeds, metavar="N|LIST"),
         Option("--bench-kind", "which benchmarks to run: step (time/memory), train (accuracy), or both",
                choices=("step", "train", "both"), default="both"),
+        Option("--bench-weights", "initial weights for the training benchmarks: none (random init), pretrained "
+               "(the torchvision weights each report used, from the torch hub cache) or PATH (a state-dict file "
+               "of the case's model, loaded strictly); docs/weights.md", default="none",
+               metavar="none|pretrained|PATH"),
+        Option("--bench-allow-download", "with --bench-weights pretrained: let torchvision download weights missing "
+               "from the torch hub cache (otherwise the run stops at start, naming the files)",
+               switch=True),
         Option("--bench-data", "dataset for the accuracy benchmarks (default: the embedded one)",
                default="embedded", metavar="NAME"),
         Option("--data-root", "where real datasets live (see README: Real datasets)", metavar="PATH"),

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from bench.modes import Modes
     from bench.profiles import Profile
     from bench.record import Record
+    from bench.weights import WeightsLoader
     from suites.registry import Case
 
 
@@ -45,6 +46,25 @@ def pytest_configure(config: pytest.Config) -> None:
     if _opt(config, "bench_case") or _opt(config, "bench_suite"):
         selected_cases(config)  # a selection that matches nothing is a usage error before collection
     selected_modes(config)  # so is a mode the device cannot run
+    check_weights(config)  # and weights that are not there: before any case is measured, not minutes in
+
+
+def check_weights(config: pytest.Config) -> None:
+    """Stop the run before collection when ``--bench-weights`` names files that are not there: every
+    path the selected cases' training needs, and the command that fetches them (bench/weights.py).
+    Timing-only runs (``--bench-kind step``) load no weights."""
+    value = _opt(config, "bench_weights")
+    if value in (None, "none") or _opt(config, "bench_kind") == "step":
+        return
+    from bench.weights import WeightsError, missing_files, parse_choice
+
+    try:
+        choice = parse_choice(value, bool(_opt(config, "bench_allow_download")))
+    except WeightsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    problem = missing_files(choice, selected_cases(config) if choice.kind == "pretrained" else [])
+    if problem is not None:
+        raise pytest.UsageError(problem)
 
 
 def selected_modes(config: pytest.Config) -> Modes:
@@ -106,6 +126,8 @@ class ArchbenchSession:
     partial_path: Path | None
     inject: dict[str, str]
     modes: Modes
+    #: ``--bench-weights``: what each training case starts from (bench/weights.py).
+    weights: WeightsLoader
     records: dict[str, tuple[str, Record]] = field(default_factory=dict)  # nodeid -> (name, record)
     _static: dict[str, Any] = field(default_factory=dict)
     _splits: dict[tuple, Any] = field(default_factory=dict)
@@ -117,6 +139,7 @@ class ArchbenchSession:
         from bench.devices import make_device
         from bench.modes import ModeError
         from bench.profiles import default_profile_name, get_profile
+        from bench.weights import WeightsLoader
 
         device = make_device(_opt(config, "bench_device"), threads=_opt(config, "bench_threads"),
                              malloc=_opt(config, "bench_malloc"))
@@ -140,8 +163,9 @@ class ArchbenchSession:
         for spec in _opt(config, "bench_fail") or []:
             case, _, kind = spec.partition(":")
             inject[case] = kind or "error"
+        weights = WeightsLoader.from_options({d: _opt(config, d) for d in ("bench_weights", "bench_allow_download")})
         session = cls(config, profile, device, _opt(config, "bench_seed"),
-                      Path(partial) if partial else None, inject, modes)
+                      Path(partial) if partial else None, inject, modes, weights)
         if session.partial_path is not None:
             session.partial_path.parent.mkdir(parents=True, exist_ok=True)
             session.partial_path.write_text("")  # one run per file: a stale tail would mix runs

@@ -6,7 +6,9 @@
   phase in a second step of each round), peaks, and the modes and numerics it ran under.
 * ``test_train[CASE]`` — fixed-budget training on the chosen dataset, under each seed of ``--bench-seeds``:
   pytest-benchmark's stats are the seconds per epoch (the cost report 000 box-plots); ``extra_info`` holds
-  accuracies, losses and the per-epoch curve (with several seeds: their mean, spread and each seed's own).
+  accuracies, losses, the per-epoch curve (with several seeds: their mean, spread and each seed's own) and
+  the initial weights (``--bench-weights``; the step benchmark's cost does not depend on them, so it always
+  runs on the builder's initialisation).
 """
 
 from __future__ import annotations
@@ -83,10 +85,11 @@ def test_train(case, archbench, benchmark, request) -> None:
         splits = archbench.splits(profile.train_input_size(case.input_size), case.in_channels)
         record.batch_size, record.input_size = profile.train_batch_size, splits.image_size
         _static_fields(archbench, case, record)
+        record.weights = archbench.weights.identity(case)  # said even if loading them fails
         # One trainer per seed, on the same data; every seed's epochs are rounds of this benchmark.
         training = SeededTraining(
             lambda seed: Trainer(case, splits, profile, seed=seed, device=archbench.device.torch_device,
-                                 modes=archbench.modes),
+                                 modes=archbench.modes, weights=archbench.weights),
             archbench.seeds, profile.train_epochs,
         )
         try:

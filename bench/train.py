@@ -26,6 +26,10 @@ How the regime is honoured, and where a choice was made:
 - A non-finite loss stops the case at that step (no update is made from it): ``status`` becomes
   ``diverged``, ``diverged_step`` is the 0-based global index of that step, and no accuracies are reported.
 
+Initial weights (``--bench-weights``, bench/weights.py): loaded into the model right after it is built,
+inside the seeded scope and before it moves to the device; the record says which (``weights``, ``None`` for
+random initialisation), the file's SHA-256, and whether a classifier head was re-initialised.
+
 Train loss and accuracy are the means over the epoch's batches, as the reports' training loops print them;
 val/test are evaluated in eval mode without gradients. ``seconds`` per epoch time the training steps only.
 
@@ -53,6 +57,7 @@ from bench.data import Splits, derive_seed, labels_of
 from bench.modes import Executor, Modes
 from bench.objectives import Batch, classification_loss, compute_loss, make_optimizer, trainable_parameters
 from bench.profiles import Profile
+from bench.weights import WeightsLoader
 from suites.case import Case, Stage
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test", "test_deformed")
@@ -218,6 +223,7 @@ class Trainer:
         device: torch.device | str = "cpu",
         model: nn.Module | None = None,
         modes: Modes | None = None,
+        weights: WeightsLoader | None = None,
     ) -> None:
         self.case = case
         self.regime = case.regime
@@ -236,6 +242,10 @@ class Trainer:
             built = model if model is not None else case.build(
                 num_classes=splits.num_classes, image_size=splits.image_size
             )
+            # Right after the build, on the CPU: a head kept at its initialisation is the one this seeded
+            # scope drew, and copying in place leaves the builder's requires_grad freezing as it was.
+            #: ``weights`` / ``weights_sha256`` / ``weights_head_reinit`` of the record (bench/weights.py).
+            self.weights_fields = (weights or WeightsLoader()).load_into(case, built)
             #: The case's own module; :attr:`model` is what runs (compiled when asked), same parameters.
             self.module = built.to(self.device)
         self.params = trainable_parameters(self.module)
@@ -413,6 +423,7 @@ class Trainer:
             diverged_step=self.diverged_step,
             status=self.status,
             samples_epoch_s=list(self.epoch_seconds),
+            **self.weights_fields,
         )
         out.update(self.executor.record_fields())
         return out

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 from bench.metrics import METRICS, Exact, Metric, Reported, TimeRule, Tolerance
 from bench.paired import PairedTest, holm, paired_test
 from bench.present import EXIT_INCOMPARABLE, EXIT_OK, EXIT_REGRESSION
-from bench.record import seed_values
+from bench.record import Record, seed_values
 from bench.results import MODE_FIELDS, Benchmark, Environment, Results
 from bench.stats import TimeNoise, mann_whitney, time_noise
 
@@ -300,6 +300,43 @@ _SHAPE_FIELDS = (
 )
 
 
+#: Record fields that say which initial weights a training record started from (bench/weights.py);
+#: ``None`` (and a file written before they existed) means random initialisation.
+WEIGHTS_FIELDS = ("weights", "weights_sha256")
+#: How many cases a not-comparable sentence about weights names before it counts the rest.
+_WEIGHTS_NAMED = 5
+
+
+def _weights_change(b: Record, h: Record) -> str | None:
+    """``field: base X, head Y`` for the first weights field that differs, else ``None``."""
+    for name in WEIGHTS_FIELDS:
+        if getattr(b, name) != getattr(h, name):
+            return f"{name}: base {getattr(b, name)!r}, head {getattr(h, name)!r}"
+    return None
+
+
+def weights_differences(base: Results, head: Results) -> list[str]:
+    """Benchmarks both runs measured (ok) from different initial weights, each naming the benchmark, the
+    field and both values. An accuracy trained from other weights measures those weights, not the code,
+    so such runs are not comparable, as runs under other modes are not (exit 3): a per-benchmark "not
+    comparable" would let ``bench compare`` exit 0 over exactly the accuracies a CI gate is there for.
+    Under ``--allow-incomparable`` the rest is compared and those accuracies still are not
+    (:func:`compare_benchmark`)."""
+    changed: list[str] = []
+    for name, b in base.benchmarks.items():
+        h = head.benchmarks.get(name)
+        if h is None or not (b.ok and h.ok):
+            continue  # a failed case measured no accuracy
+        change = _weights_change(b.record, h.record)
+        if change is not None:
+            changed.append(f"{name}: {change}")
+    if len(changed) > _WEIGHTS_NAMED:
+        changed = [*changed[:_WEIGHTS_NAMED], f"and {len(changed) - _WEIGHTS_NAMED} more trained from other weights"]
+    if changed:
+        changed = [f"initial weights differ ({base.path} vs {head.path}): " + "; ".join(changed)]
+    return changed
+
+
 def compare_benchmark(
     name: str,
     base: Benchmark | None,
@@ -340,6 +377,9 @@ def compare_benchmark(
     if identity or (shape and not settings.allow_incomparable):
         return BenchmarkComparison(name, Status.NOT_COMPARABLE, base, head, notes=tuple(identity + shape))
     notes = [f"compared although {s} (--allow-incomparable)" for s in shape]
+    weights_change = _weights_change(b, h)
+    if weights_change is not None:
+        notes.append(f"accuracy not compared: trained from different weights ({weights_change})")
 
     # Bit-for-bit only when every seed is the same one: the seeds list, else the single seed.
     exact = exact_env and b.seed is not None and b.seed == h.seed and (b.seeds or [b.seed]) == (h.seeds or [h.seed])
@@ -348,6 +388,8 @@ def compare_benchmark(
         bv, hv = getattr(b, metric.key, None), getattr(h, metric.key, None)
         if bv is None and hv is None:
             continue
+        if metric.depends_on_weights and weights_change is not None:
+            continue  # never judged across initial weights, --allow-incomparable or not
         eff = effective_metric(metric, settings.thresholds, exact)
         bs = getattr(b, metric.samples_key) if metric.samples_key else None
         hs = getattr(h, metric.samples_key) if metric.samples_key else None
@@ -450,6 +492,7 @@ def reproducible_env(base: Environment, head: Environment) -> bool:
 def compare_runs(base: Results, head: Results, settings: CompareSettings = CompareSettings()) -> Comparison:
     """Compare every benchmark of two runs (pure: no printing, no files)."""
     blocking, noted = environment_differences(base, head)
+    blocking += weights_differences(base, head)
     exact_env = reproducible_env(base.env, head.env)
     blocked = Comparison(
         base, head, benchmarks=(), settings=settings, incomparable=tuple(blocking),
@@ -616,4 +659,5 @@ __all__ = [
     "paired_sides",
     "parse_threshold",
     "reproducible_env",
+    "weights_differences",
 ]

@@ -58,6 +58,7 @@ class Worker:
     device: Any = None
     profile: Any = None
     modes: Any = None
+    weights: Any = None
     settings: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     cases: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +85,7 @@ class Worker:
 
         self.options = dict(options)
         self.modes = Modes.from_options(options)  # an unknown mode fails the setup, naming the option
+        self.weights = self._weights()  # so do weights that are not there, before any case is measured
         self.device = make_device(options.get("bench_device"), threads=options.get("bench_threads"),
                                   malloc=options.get("bench_malloc") or "steady")
         self.modes.check(self.device.kind)  # so does one this device cannot run (fp16 on the CPU)
@@ -182,7 +184,7 @@ class Worker:
             self.splits[key] = data.load(name, root=Path(root) if root else None, image_size=key[2], channels=key[3],
                                          samples=self.profile.train_samples, seed=self.seed)
         self.trainers[case] = Trainer(c, self.splits[key], self.profile, seed=self.seed,
-                                      device=self.device.torch_device, modes=self.modes)
+                                      device=self.device.torch_device, modes=self.modes, weights=self.weights)
         return {"epochs": self.profile.train_epochs}
 
     def train_epoch(self, case: str) -> dict[str, Any]:
@@ -215,6 +217,21 @@ class Worker:
     @property
     def data(self) -> str:
         return str(self.options.get("bench_data") or "embedded")
+
+    def _weights(self) -> Any:
+        """The ``--bench-weights`` loader, after checking that the selected cases' files are there."""
+        from bench.listing import select
+        from bench.weights import WeightsError, WeightsLoader, missing_files
+
+        loader = WeightsLoader.from_options(self.options)
+        if loader.choice.kind == "none" or self.options.get("bench_kind") == "step":
+            return loader
+        cases = (select(list(self.options.get("bench_case") or []), list(self.options.get("bench_suite") or []))
+                 if loader.choice.kind == "pretrained" else [])
+        problem = missing_files(loader.choice, cases)
+        if problem is not None:
+            raise WeightsError(problem)
+        return loader
 
     def _case(self, name: str) -> Any:
         if name not in self.cases:

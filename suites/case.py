@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from torch import nn
+from torchvision.models import WeightsEnum
 
-__all__ = ["Builder", "Case", "Loss", "Optimizer", "Regime", "Reported", "Resolver", "Schedule", "Stage"]
+__all__ = [
+    "SCRATCH_FC", "Builder", "Case", "Loss", "Optimizer", "Regime", "Reported", "Resolver", "Schedule", "Stage",
+    "WeightsMap",
+]
 
 #: A builder makes a fresh, randomly initialised model with the case's regime applied
 #: (``requires_grad`` already set). ``image_size`` matters only for architectures whose parameters
@@ -80,6 +84,42 @@ class Reported:
 
 
 @dataclass(frozen=True)
+class WeightsMap:
+    """Where a case's initial weights come from and how a state dict maps onto its model: declared
+    next to the case, as torchvision keeps its per-weight ``meta`` next to each model. ``bench`` does the
+    loading (bench/weights.py, docs/weights.md); this is data only.
+
+    Keys are the model's ``state_dict`` keys. Patterns are :mod:`fnmatch` globs over whole keys, and
+    every pattern and prefix must match at least one key (a table that names nothing is stale).
+    """
+
+    #: The classifier head's module name (``"fc"``, ``"classifier.1"``): its parameters are kept at the
+    #: builder's initialisation, instead of loaded, when the file's class count differs from the run's.
+    head: str
+    #: The torchvision weights the report's backbone started from (``--bench-weights pretrained``);
+    #: ``None`` when the report trained from scratch (the case then stays random, recorded as such).
+    pretrained: WeightsEnum | None = None
+    #: Applied to the pretrained file's keys: (file key prefix, model key prefix), for a module the
+    #: case moved or wrapped, e.g. a conv2 that became the deformable conv of a DCNv1.
+    renames: tuple[tuple[str, str], ...] = ()
+    #: Model keys that are the case's own modules (not in torchvision's architecture): kept at their
+    #: initialisation. Any other model key the file lacks is an error.
+    new: tuple[str, ...] = ()
+    #: File keys of modules the case removed (SE blocks replaced by ECA): deliberately not loaded. Any
+    #: other file key the model lacks is an error.
+    unused: tuple[str, ...] = ()
+    #: ViT: interpolate the file's position embedding to the run's image size (torchvision's
+    #: ``interpolate_embeddings``), as the patch grid depends on it.
+    resize_pos_embedding: bool = False
+    #: Which weights the report used, and why this enum member.
+    why: str = ""
+
+
+#: The case's regime trains from scratch and its classifier is ``fc``: for ``--bench-weights PATH`` only.
+SCRATCH_FC = WeightsMap(head="fc", why="the report trained from scratch")
+
+
+@dataclass(frozen=True)
 class Case:
     """One measured architecture under one regime."""
 
@@ -97,6 +137,10 @@ class Case:
     #: The report the case comes from, as its suite module's ``REPORT`` names it ("000: <title>";
     #: docs/cases.md numbers the four reports). Empty for cases made outside a suite module.
     report: str = ""
+    #: Initial weights: what ``--bench-weights pretrained`` loads and how a state dict maps onto the
+    #: model (:class:`WeightsMap`). ``None`` for cases made outside a suite module: they stay random under
+    #: ``pretrained`` and load a ``PATH`` strictly, with no classifier head re-initialised.
+    weights: WeightsMap | None = None
 
     def build(self, num_classes: int | None = None, image_size: int | None = None) -> nn.Module:
         """A fresh model for this case (native classes and input size unless given)."""

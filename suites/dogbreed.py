@@ -29,7 +29,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from suites.case import Case, Regime, Reported, Stage
+from suites.case import SCRATCH_FC, Case, Regime, Reported, Stage
 from suites.layers import DCNv1, DepthwiseSeparable, MobileNetV1
 
 __all__ = ["CASES", "DOGBREED_LAYERS", "REPORT", "SUITE", "build_dogbreed", "build_mobilenet_v1"]
@@ -155,6 +155,7 @@ def _dogbreed_case(variant: str, description: str) -> Case:
         description=description,
         log_probs=True,
         report=REPORT,
+        weights=SCRATCH_FC,
     )
 
 
@@ -201,6 +202,7 @@ def _mobilenet_case(alpha: float, size: int, top1: float, mult_adds_m: int, para
         ),
         description=f"MobileNet v1, width multiplier {alpha}, input {size} (report 001's reference model)",
         report=REPORT,
+        weights=SCRATCH_FC,
     )
 
 

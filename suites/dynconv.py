@@ -50,7 +50,7 @@ import functools
 import torchvision
 from torch import Tensor, nn
 
-from suites.case import Builder, Case, Regime, Reported, Stage
+from suites.case import Builder, Case, Regime, Reported, Stage, WeightsMap
 from suites.layers import CBAM, AttentionGate, DCNv2, VariableInputConv, conv_output_size
 
 __all__ = [
@@ -148,7 +148,7 @@ REGIME = Regime(
 _DATASET = "TinyImageNet50"
 
 
-def _case(name: str, builder: Builder, reported: Reported, description: str) -> Case:
+def _case(name: str, builder: Builder, reported: Reported, description: str, head: str = "fc") -> Case:
     return Case(
         name=name,
         suite=SUITE,
@@ -160,6 +160,8 @@ def _case(name: str, builder: Builder, reported: Reported, description: str) -> 
         reported=reported,
         description=description,
         report=REPORT,
+        # trained from scratch (002 §3.3, §6.3): nothing to load under --bench-weights pretrained
+        weights=WeightsMap(head=head, why="the report trained from scratch"),
     )
 
 
@@ -208,6 +210,7 @@ CASES: tuple[Case, ...] = (
             "network of §5.1",
         ),
         "conv, attention gate, LayerNorm(C,H,W), convs, DCNv2, CBAM, GAP, Linear (report 002 §5.1)",
+        head="fc1",
     ),
     _case(
         "dynconv_resnet34",

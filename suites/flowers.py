@@ -29,9 +29,10 @@ import functools
 
 import torchvision
 from torch import Tensor, nn
+from torchvision.models import EfficientNet_B0_Weights, ResNet18_Weights, ViT_B_16_Weights
 from torchvision.ops.misc import SqueezeExcitation
 
-from suites.case import Builder, Case, Regime, Reported, Stage
+from suites.case import Builder, Case, Regime, Reported, Stage, WeightsMap
 from suites.layers import ECA, DCNv1, freeze_except
 
 __all__ = [
@@ -144,7 +145,43 @@ DEFORM_REGIME = dataclasses.replace(
 )
 
 
-def _case(name: str, builder: Builder, regime: Regime, reported: Reported, description: str) -> Case:
+# Initial weights (--bench-weights pretrained, docs/weights.md). Report 003 fine-tunes "pretrained"
+# torchvision models without naming the weights. In its time that meant `pretrained=True`, which gives
+# each model's IMAGENET1K_V1 weights: the only ones ResNet-18 and EfficientNet-B0 have, and for ViT-B/16
+# the original recipe (its SWAG weights came later as separate members, never what pretrained=True loads).
+# Modules the report added start from their own initialisation.
+_V1 = "003 §1: pretrained torchvision model; pretrained=True gave IMAGENET1K_V1"
+EFFICIENTNET_B0_WEIGHTS = WeightsMap(head="classifier.1", pretrained=EfficientNet_B0_Weights.IMAGENET1K_V1, why=_V1)
+EFFICIENTNET_B0_ECA_WEIGHTS = WeightsMap(
+    head="classifier.1",
+    pretrained=EfficientNet_B0_Weights.IMAGENET1K_V1,
+    # ECA replaces each SqueezeExcitation at the same position in the MBConv block: its 1-D conv is new,
+    # the SE block's fc1/fc2 have nowhere to go (§2.2 trains ECA from its initialisation)
+    new=("features.*.block.*.conv.weight",),
+    unused=("features.*.block.*.fc1.*", "features.*.block.*.fc2.*"),
+    why=_V1 + "; the ECA blocks are new (SE weights unused)",
+)
+VIT_B_16_WEIGHTS = WeightsMap(head="heads.head", pretrained=ViT_B_16_Weights.IMAGENET1K_V1,
+                              resize_pos_embedding=True, why=_V1)
+RESNET18_WEIGHTS = WeightsMap(head="fc", pretrained=ResNet18_Weights.IMAGENET1K_V1, why=_V1)
+RESNET18_DEFORM_AFTER_CONV1_WEIGHTS = WeightsMap(
+    head="fc",
+    pretrained=ResNet18_Weights.IMAGENET1K_V1,
+    renames=(("conv1.", "conv1.0."),),  # conv1 became the first module of Sequential(conv1, DCNv1)
+    new=("conv1.1.*",),
+    why=_V1 + "; the deformable layer after conv1 is new (§4.2: randomly initialised)",
+)
+RESNET18_CONV1_PLUS_DEFORM_WEIGHTS = WeightsMap(
+    head="fc",
+    pretrained=ResNet18_Weights.IMAGENET1K_V1,
+    renames=(("conv1.", "conv1.conv."),),  # Conv1PlusDeform keeps the plain conv1 as .conv
+    new=("conv1.deform.*",),
+    why=_V1 + "; the parallel 7×7 deformable conv is new (§4.2: randomly initialised)",
+)
+
+
+def _case(name: str, builder: Builder, regime: Regime, reported: Reported, description: str,
+          weights: WeightsMap) -> Case:
     return Case(
         name=f"flowers_{name}",
         suite=SUITE,
@@ -156,6 +193,7 @@ def _case(name: str, builder: Builder, regime: Regime, reported: Reported, descr
         reported=reported,
         description=description,
         report=REPORT,
+        weights=weights,
     )
 
 
@@ -170,32 +208,32 @@ _RES = "003 §4.3 (text) and Figure 10"
 CASES: tuple[Case, ...] = (
     _case("efficientnet_b0_frozen", functools.partial(build_efficientnet_b0, False, True), FROZEN_REGIME,
           _reported(_EFF, 0.836, max_val_acc=0.867),
-          "torchvision EfficientNet-B0, only the classifier trains"),
+          "torchvision EfficientNet-B0, only the classifier trains", EFFICIENTNET_B0_WEIGHTS),
     _case("efficientnet_b0", functools.partial(build_efficientnet_b0, False, False), FULL_REGIME,
           _reported(_EFF, 0.879, max_val_acc=0.910),
-          "torchvision EfficientNet-B0, full fine-tune"),
+          "torchvision EfficientNet-B0, full fine-tune", EFFICIENTNET_B0_WEIGHTS),
     _case("efficientnet_b0_eca", functools.partial(build_efficientnet_b0, True, False), FULL_REGIME,
           _reported(_EFF, 0.879, max_val_acc=0.885),
-          "EfficientNet-B0 with every SE block replaced by ECA, full fine-tune"),
+          "EfficientNet-B0 with every SE block replaced by ECA, full fine-tune", EFFICIENTNET_B0_ECA_WEIGHTS),
     _case("vit_b_16_frozen", functools.partial(build_vit_b_16, True), FROZEN_REGIME,
           _reported(_VIT, 0.855, max_val_acc=0.872),
-          "torchvision ViT-B/16, only the head trains"),
+          "torchvision ViT-B/16, only the head trains", VIT_B_16_WEIGHTS),
     _case("vit_b_16", functools.partial(build_vit_b_16, False), FULL_REGIME,
           _reported(_VIT, 0.646, max_val_acc=0.691),
-          "torchvision ViT-B/16, full fine-tune with cross-entropy"),
+          "torchvision ViT-B/16, full fine-tune with cross-entropy", VIT_B_16_WEIGHTS),
     _case("vit_b_16_tcel", functools.partial(build_vit_b_16, False), TCEL_REGIME,
           _reported(_VIT, 0.876, max_val_acc=0.892, min_val_acc_triplet_loss_only=0.03),
-          "torchvision ViT-B/16, full fine-tune with triplet + cross-entropy loss"),
+          "torchvision ViT-B/16, full fine-tune with triplet + cross-entropy loss", VIT_B_16_WEIGHTS),
     _case("resnet18_frozen", functools.partial(build_resnet18, "plain", True), FROZEN_REGIME,
           _reported(_RES, 0.801, train_acc=0.787, val_acc=0.836),
-          "torchvision ResNet-18, only fc trains"),
+          "torchvision ResNet-18, only fc trains", RESNET18_WEIGHTS),
     _case("resnet18", functools.partial(build_resnet18, "plain", False), FULL_REGIME,
           _reported(_RES, 0.873, train_acc=0.874, val_acc=0.903),
-          "torchvision ResNet-18, full fine-tune"),
+          "torchvision ResNet-18, full fine-tune", RESNET18_WEIGHTS),
     _case("resnet18_deform_after_conv1", functools.partial(build_resnet18, "deform_after_conv1", False),
           DEFORM_REGIME, _reported(_RES, 0.565, train_acc=0.659, val_acc=0.625),
-          "ResNet-18 with a 3×3 DCNv1 (64→64) after conv1"),
+          "ResNet-18 with a 3×3 DCNv1 (64→64) after conv1", RESNET18_DEFORM_AFTER_CONV1_WEIGHTS),
     _case("resnet18_conv1_plus_deform", functools.partial(build_resnet18, "conv1_plus_deform", False),
           DEFORM_REGIME, _reported(_RES, 0.731, train_acc=0.853, val_acc=0.788),
-          "ResNet-18 with conv1(x) + 7×7 stride-2 DCNv1(x)"),
+          "ResNet-18 with conv1(x) + 7×7 stride-2 DCNv1(x)", RESNET18_CONV1_PLUS_DEFORM_WEIGHTS),
 )

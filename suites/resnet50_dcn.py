@@ -21,11 +21,15 @@ import functools
 
 import torchvision
 from torch import nn
+from torchvision.models import ResNet50_Weights
 
-from suites.case import Case, Regime, Reported, Stage
+from suites.case import Case, Regime, Reported, Stage, WeightsMap
 from suites.layers import DCNv1, freeze_except
 
-__all__ = ["CASES", "REPORT", "STAGE_BLOCKS", "SUITE", "build", "case_for", "parse_config", "resolve"]
+__all__ = [
+    "CASES", "REPORT", "STAGE_BLOCKS", "SUITE", "build", "case_for", "deformable_blocks", "parse_config", "resolve",
+    "weights_map",
+]
 
 SUITE = "resnet50_dcn"
 REPORT = ("000: 'CZ4042: Group Project', Kee Kai Teng, Zhong Shaojie, Darryl Chia Shen Yang "
@@ -63,20 +67,43 @@ def parse_config(config: str) -> tuple[int, int, int, int]:
     return counts  # type: ignore[return-value]
 
 
+def deformable_blocks(config: str) -> list[str]:
+    """Module names of the bottlenecks whose ``conv2`` is deformable, e.g. ``"layer4.2"``."""
+    return [
+        f"layer{stage}.{index}"
+        for stage, (n, blocks) in enumerate(zip(parse_config(config), STAGE_BLOCKS), start=1)
+        for index in range(blocks - n, blocks)
+    ]
+
+
 def build(config: str, num_classes: int = 10, image_size: int = 224) -> nn.Module:
     """ResNet-50 with the last a/b/c/d blocks' ``conv2`` deformable, backbone frozen.
 
     ``image_size`` does not change any parameter and is ignored.
     """
-    counts = parse_config(config)
     model = torchvision.models.resnet50(weights=None, num_classes=num_classes)
     dcns: list[nn.Module] = []
-    stages = (model.layer1, model.layer2, model.layer3, model.layer4)
-    for stage, n in zip(stages, counts):
-        for block in list(stage)[len(stage) - n:]:
-            block.conv2 = DCNv1.from_conv(block.conv2)
-            dcns.append(block.conv2)
+    for name in deformable_blocks(config):
+        block = model.get_submodule(name)
+        block.conv2 = DCNv1.from_conv(block.conv2)
+        dcns.append(block.conv2)
     return freeze_except(model, [*dcns, model.fc])
+
+
+def weights_map(config: str) -> WeightsMap:
+    """Report 000's backbone: "the ResNet50 model in PyTorch … pre-trained on ImageNet", i.e. what the
+    2023 ``pretrained=True`` gave, ``IMAGENET1K_V1`` (``DEFAULT`` is now V2, a later training recipe).
+    Each deformable conv starts from the pretrained ``conv2`` it replaces, its offset conv stays at zero
+    (so the block starts as the pretrained one), and fc is re-initialised for the run's classes."""
+    blocks = deformable_blocks(config)
+    return WeightsMap(
+        head="fc",
+        pretrained=ResNet50_Weights.IMAGENET1K_V1,
+        renames=tuple((f"{b}.conv2.", f"{b}.conv2.conv.") for b in blocks),
+        new=tuple(f"{b}.conv2.offset.*" for b in blocks),
+        why="000 'Training': the ResNet50 model in PyTorch pre-trained on ImageNet (pretrained=True in 2023: "
+        "IMAGENET1K_V1); deformable convs from the conv2 they replace, offsets zero",
+    )
 
 
 # Report 000 Tables 1 and 2: (test accuracy, test cross-entropy loss, s/epoch) per dataset, and the
@@ -133,6 +160,7 @@ def case_for(config: str) -> Case:
         description=f"ResNet-50, last {a}/{b}/{c}/{d} blocks of layer1..4 with DCNv1 conv2; "
         "backbone frozen",
         report=REPORT,
+        weights=weights_map(config),
     )
 
 
