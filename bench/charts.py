@@ -199,6 +199,12 @@ _MARKER = 10  # marker diameter, px
 #: Label lines wrap after this many characters, so a cluster of coincident points gets a compact label.
 _LABEL_LINE = 24
 _LABEL_PAD = 1  # px of label background around the text
+_LABEL_MARGIN = 2  # px kept clear round a label
+_LABEL_ROWS = 5  # rows of places above and below a point
+_PLACEMENT_PASSES = 3
+#: Cost of a leader line crossing a label or another leader line, in px² of overlap: about a line of
+#: label text hidden.
+_CROSSING_COST = 300.0
 #: Points closer than this (px) compete for room, so the most crowded are labelled first.
 _CROWD = 60
 #: Cost of a pixel of gap between a label and its point, in px² of overlap: enough that a free
@@ -271,13 +277,49 @@ def _label_size(text: str) -> tuple[float, float]:
 
 
 def _offsets(w: float, h: float) -> list[tuple[float, float]]:
-    """Where a w × h label's centre may sit around its point, nearest first: touching the marker on
-    its eight sides, then further out above and below (a leader line joins it to its point)."""
+    """Where a w × h label's centre may sit relative to its point, nearest first: beside the marker
+    (right, then left), then in rows above and below it, each row centred on the point or starting or
+    ending at it; the further rows take a leader line."""
     r = _MARKER / 2 + 2
-    near = [(r + w / 2, 0.0), (-r - w / 2, 0.0), (0.0, r + h / 2), (0.0, -r - h / 2),
-            (w / 2, r + h / 2), (w / 2, -r - h / 2), (-w / 2, r + h / 2), (-w / 2, -r - h / 2)]
-    far = [(sx * w / 2 * k / 2, sy * (r + h / 2 + k * h)) for k in (1, 2, 3) for sy in (1, -1) for sx in (0, 1, -1)]
-    return near + far
+    beside = [(r + w / 2, 0.0), (-r - w / 2, 0.0)]
+    rows = [(dx, sy * (r + h / 2 + k * h)) for k in range(_LABEL_ROWS) for sy in (1, -1)
+            for dx in (0.0, w / 2 - r, r - w / 2, r + w / 2, -r - w / 2)]
+    return beside + rows
+
+
+Segment: TypeAlias = tuple[float, float, float, float]  # x0, y0, x1, y1 (px)
+
+
+def _leader(px: float, py: float, box: Box) -> Segment | None:
+    """The leader line from a point to the nearest point of its label's box; ``None`` when the label
+    touches its marker (plotly's line then hides under the label)."""
+    nx, ny = min(max(px, box[0]), box[2]), min(max(py, box[1]), box[3])
+    return None if math.dist((px, py), (nx, ny)) <= _MARKER else (px, py, nx, ny)
+
+
+def _crosses(a: Segment, b: Segment) -> bool:
+    """Whether two segments cross (touching at an end does not count)."""
+    def side(x0: float, y0: float, x1: float, y1: float, x: float, y: float) -> float:
+        return (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)
+
+    d1, d2 = side(*a, b[0], b[1]), side(*a, b[2], b[3])
+    d3, d4 = side(*b, a[0], a[1]), side(*b, a[2], a[3])
+    return d1 * d2 < 0 and d3 * d4 < 0
+
+
+def _through(segment: Segment, box: Box) -> bool:
+    """Whether a segment passes through a box (Liang–Barsky clipping)."""
+    x0, y0, x1, y1 = segment
+    t0, t1 = 0.0, 1.0
+    for p, q in ((x0 - x1, x0 - box[0]), (x1 - x0, box[2] - x0), (y0 - y1, y0 - box[1]), (y1 - y0, box[3] - y0)):
+        if p == 0:
+            if q < 0:
+                return False
+        elif p < 0:
+            t0 = max(t0, q / p)
+        else:
+            t1 = min(t1, q / p)
+    return t0 < t1
 
 
 def _overlap(a: Box, b: Box) -> float:
@@ -330,24 +372,36 @@ def place_labels(
     def crowd(group: list[int]) -> int:
         return sum(math.dist(pixels[group[0]], q) < _CROWD for q in pixels)
 
-    placed: list[Box] = []
-    labels: list[Label] = []
-    for group in sorted(members.values(), key=lambda g: (-crowd(g), pixels[g[0]])):
-        text = _wrap([points[i][2] for i in group])
-        w, h = _label_size(text)
-        px, py = pixels[group[0]]
-        best: tuple[float, float, float, Box] | None = None
-        for dx, dy in _offsets(w, h):
-            box = (px + dx - w / 2, py + dy - h / 2, px + dx + w / 2, py + dy + h / 2)
-            cost = sum(_overlap(box, b) for b in placed) + sum(_overlap(box, m) for m in markers)
-            gap = math.hypot(max(box[0] - px, 0.0, px - box[2]), max(box[1] - py, 0.0, py - box[3]))
-            cost += 3 * _outside(box, frame) + _DISTANCE_COST * gap
-            if best is None or cost < best[0]:
-                best = (cost, dx, dy, box)
-        assert best is not None
-        placed.append(best[3])
-        labels.append(Label(text, points[group[0]][0], points[group[0]][1], best[1], best[2]))
-    return labels
+    groups = sorted(members.values(), key=lambda g: (-crowd(g), pixels[g[0]]))
+    texts = [_wrap([points[i][2] for i in group]) for group in groups]
+    boxes: list[Box | None] = [None] * len(groups)
+    offsets: list[tuple[float, float]] = [(0.0, 0.0)] * len(groups)
+    # greedy, most crowded first; then each label again, against all the others, once they all stand
+    for _ in range(_PLACEMENT_PASSES):
+        for n, group in enumerate(groups):
+            w, h = _label_size(texts[n])
+            px, py = pixels[group[0]]
+            others = [b for m, b in enumerate(boxes) if b is not None and m != n]
+            lines = [seg for m, b in enumerate(boxes) if b is not None and m != n
+                     and (seg := _leader(*pixels[groups[m][0]], b)) is not None]
+            best: tuple[float, tuple[float, float], Box] | None = None
+            for dx, dy in _offsets(w, h):
+                box = (px + dx - w / 2, py + dy - h / 2, px + dx + w / 2, py + dy + h / 2)
+                # a little room round each box: the browser's fonts and the window are not the nominal ones
+                grown = (box[0] - _LABEL_MARGIN, box[1] - _LABEL_MARGIN, box[2] + _LABEL_MARGIN, box[3] + _LABEL_MARGIN)
+                cost = sum(_overlap(grown, b) for b in others) + sum(_overlap(grown, m) for m in markers)
+                gap = math.hypot(max(box[0] - px, 0.0, px - box[2]), max(box[1] - py, 0.0, py - box[3]))
+                cost += 3 * _outside(box, frame) + _DISTANCE_COST * gap
+                line = _leader(px, py, box)
+                if line is not None:
+                    # a leader line through a label or across another line sends the eye to the wrong point
+                    cost += _CROSSING_COST * (sum(_through(line, b) for b in others) + sum(_crosses(line, seg) for seg in lines))
+                cost += _CROSSING_COST * sum(_through(seg, box) for seg in lines)
+                if best is None or cost < best[0]:
+                    best = (cost, (dx, dy), box)
+            assert best is not None
+            offsets[n], boxes[n] = best[1], best[2]
+    return [Label(texts[n], points[g[0]][0], points[g[0]][1], *offsets[n]) for n, g in enumerate(groups)]
 
 
 def _label_annotation(label: Label, xa: str, ya: str) -> dict[str, object]:
