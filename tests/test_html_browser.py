@@ -220,22 +220,35 @@ RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 #: Appended to a copy of a page: once plotly has drawn (and resized to the window), write what a reader
 #: would notice into the DOM: how wide the document is, and where each chart's annotations (the point
-#: labels, panel titles, arrows) ended up on screen.
+#: labels, panel titles, arrows) ended up on screen; then, for the accuracy chart, the same after a
+#: click on each cost button, with the x-axis titles that click left.
 _MEASURE = """<script>
-window.addEventListener('load', () => setTimeout(() => {
-  const out = {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth, charts: {}};
+const wait = ms => new Promise(done => setTimeout(done, ms));
+const texts = div => [...div.querySelectorAll('g.annotation')].map(g => {
+  const t = g.querySelector('text.annotation-text');
+  const r = (t || g).getBoundingClientRect();
+  return {text: t ? t.textContent : '', left: r.left, right: r.right, top: r.top, bottom: r.bottom};
+});
+window.addEventListener('load', async () => {
+  await wait(2000);
+  const out = {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth, charts: {}, costs: []};
   for (const div of document.querySelectorAll('div.js-plotly-plot')) {
     const box = div.getBoundingClientRect();
-    out.charts[div.id] = {left: box.left, right: box.right, texts: [...div.querySelectorAll('g.annotation')].map(g => {
-      const t = g.querySelector('text.annotation-text');
-      const r = (t || g).getBoundingClientRect();
-      return {text: t ? t.textContent : '', left: r.left, right: r.right, top: r.top, bottom: r.bottom};
-    })};
+    out.charts[div.id] = {left: box.left, right: box.right, texts: texts(div)};
+  }
+  const first = document.getElementById('chart-0');
+  const buttons = first ? first.querySelectorAll('g.updatemenu-button') : [];
+  for (let i = 0; i < buttons.length; i++) {
+    first.querySelectorAll('g.updatemenu-button')[i].dispatchEvent(new MouseEvent('click', {bubbles: true}));
+    await wait(500);
+    out.costs.push({button: buttons[i].textContent, texts: texts(first),
+                    xtitles: [...first.querySelectorAll('text[class^="x"][class$="title"]')].map(t => t.textContent),
+                    scrollWidth: document.documentElement.scrollWidth});
   }
   const pre = document.createElement('pre');
   pre.id = 'measured'; pre.style.display = 'none'; pre.textContent = JSON.stringify(out);
   document.body.appendChild(pre);
-}, 2000));
+});
 </script>"""
 
 
@@ -270,6 +283,12 @@ def _check_readable(measured: dict, accuracy_chart: str = "chart-0") -> None:
     assert _overlapping(chart["texts"]) == []
     outside = [t["text"] for t in labels if t["left"] < chart["left"] - 1 or t["right"] > chart["right"] + 1]
     assert outside == [], "labels cut off at the chart's edge"
+    # every cost, as a reader clicking through the buttons sees it
+    assert [c["button"] for c in measured["costs"]] == [charts.COSTS[k].label for k in ("macs", "params", "step_time", "memory")]
+    for cost in measured["costs"]:
+        assert cost["scrollWidth"] <= READER_WIDTH
+        assert _overlapping(cost["texts"]) == [], cost["button"]
+        assert len(cost["xtitles"]) == 4 and all(t.startswith(cost["button"] + " (") for t in cost["xtitles"]), cost
 
 
 @pytest.fixture
