@@ -745,9 +745,11 @@ def accuracy_boxplots(runs: Sequence[Run], suite: str, accuracy: str = "accuracy
     seeds = max(len(v) for v in values.values())
     subtitle = ONE_SEED_NOTE if seeds < 2 else f"up to {seeds} seeds per case; a point per seed"
     fig.update_layout(
+        # the two-line title at the top, the legend's rows under it, just above the plot
         title={"text": f"{report_of(suite)}: {acc.label} over seeds<br><span style='font-size:12px;color:#555'>"
-                       f"{html.escape(subtitle, quote=False)}</span>"},
-        boxmode="group", height=FIGURE_HEIGHT, xaxis=_case_axis(order, suite), margin={"t": 110},
+                       f"{html.escape(subtitle, quote=False)}</span>", "y": 0.97, "yref": "container",
+               "yanchor": "top"},
+        boxmode="group", height=FIGURE_HEIGHT, xaxis=_case_axis(order, suite), margin={"t": 120},
         yaxis_title=f"{acc.label} ({acc.unit})",
         legend={"orientation": "h", "x": 0.0, "y": 1.0, "yanchor": "bottom", "xanchor": "left"},
     )
