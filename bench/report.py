@@ -1,9 +1,10 @@
 """``bench report RESULTS --html FILE``: one run, measured numbers and charts.
 
 The terminal gets the measured numbers (one table per record kind, columns from
-:data:`bench.metrics.METRICS`). The HTML page adds, for the same run: accuracy against a chosen cost
-with the Pareto front, per-case time boxplots with accuracy as a line (grouped by report), training
-curves, and a table of each report's own numbers beside the measured ones.
+:data:`bench.metrics.METRICS`). The HTML page adds, for the same run: accuracy against a chosen cost,
+one panel per report on a log cost axis (labelled points, Pareto fronts; docs/charts.md), per-case time
+boxplots with accuracy as a line and accuracy boxplots over seeds (grouped by report), training curves,
+and a table of each report's own numbers beside the measured ones.
 
 Exit codes: 0 written, 2 unusable input. The report's numbers come from ``suites``; a case the registry
 does not know (or a registry that cannot be imported) leaves those cells empty with the reason.

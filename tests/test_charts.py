@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import io
+import math
 import re
+import statistics
 from pathlib import Path
 
+import plotly.graph_objects as go
 import pytest
-from results_factory import failed_record, find, standard_run, step_record, train_record, write_results
+from results_factory import (
+    failed_record,
+    find,
+    scale_samples,
+    standard_run,
+    step_record,
+    train_record,
+    write_results,
+)
 from rich.console import Console
 
 from bench import charts, report
@@ -40,35 +51,215 @@ def test_pareto_front_ties() -> None:
 # -- accuracy against cost --------------------------------------------------------------------------
 
 
-def test_accuracy_vs_cost_has_every_cost_and_shows_one(results: Results) -> None:
+def _visible(fig: go.Figure, kind: str = "points") -> list[go.Scatter]:
+    """The shown traces of the accuracy chart: its points (markers) or its fronts (lines)."""
+    mode = "markers" if kind == "points" else "lines"
+    return [t for t in fig.data if t.visible and t.mode == mode]
+
+
+def _button(fig: go.Figure, cost: str) -> dict:
+    return next(b for b in fig.layout.updatemenus[0].buttons if b.label == charts.COSTS[cost].label)
+
+
+def _labels(annotations: list) -> list:
+    return [a for a in annotations if getattr(a, "name", None) == "label" or (isinstance(a, dict) and a.get("name") == "label")]
+
+
+def _get(a: object, key: str) -> object:
+    return a[key] if isinstance(a, dict) else getattr(a, key)
+
+
+def test_accuracy_vs_cost_one_log_panel_per_report_and_a_button_per_cost(results: Results) -> None:
     fig = charts.accuracy_vs_cost([("run", results)], cost="params")
     assert fig is not None
-    # per cost: the points and the front
-    assert len(fig.data) == 2 * len(charts.COSTS)
-    visible = [t for t in fig.data if t.visible]
-    assert [t.name for t in visible] == ["run", "run Pareto front"]
-    points = visible[0]
-    assert len(points.x) == 5 and points.x[0] == pytest.approx(0.585383)  # params in M
-    assert points.y[0] == pytest.approx(59.0)  # accuracy in %
+    points = _visible(fig)
+    # one panel per report, in the registry's report order: resnet50_dcn (000) before dogbreed (001)
+    assert [list(t.meta["cases"]) for t in points] == [
+        ["resnet50_dcn_0000", "resnet50_dcn_0001"], ["dogbreed_cnn", "dogbreed_dsc", "dogbreed_deformable"]]
+    assert points[1].x[0] == pytest.approx(0.585383) and points[1].y[0] == pytest.approx(59.0)  # params in M, acc in %
+    assert {t.xaxis for t in points} == {"x", "x2"}
+    assert all(fig.layout[name].type == "log" for name in ("xaxis", "xaxis2"))
+    # no energy in these records, so no energy button; the rest each set every panel's axis title
     buttons = fig.layout.updatemenus[0].buttons
-    assert [b.label for b in buttons] == [c.label for c in charts.COSTS.values()]
-    assert fig.layout.xaxis.title.text == "params (M)"
+    assert [b.label for b in buttons] == [charts.COSTS[c].label for c in ("macs", "params", "step_time", "memory")]
+    assert fig.layout.updatemenus[0].active == 1
+    memory = _button(fig, "memory").args[1]
+    assert memory["xaxis.title.text"] == memory["xaxis2.title.text"] == "peak training-step memory (MiB, log scale)"
+    assert fig.layout.xaxis.title.text == fig.layout.xaxis2.title.text == "params (M, log scale)"
+    # a button shows exactly its own traces
+    shown = [t for t, v in zip(fig.data, _button(fig, "macs").args[0]["visible"]) if v]
+    assert {t.name for t in shown} == {"run", "run Pareto front"} and len(shown) == 4
+    r50 = next(t for t in shown if t.mode == "markers" and "resnet50_dcn_0000" in t.meta["cases"])
+    assert r50.x[0] == pytest.approx(4.089)  # MACs in G
 
 
-def test_pareto_front_trace_is_the_undominated_cases(results: Results) -> None:
+def test_the_log_axis_range_covers_every_point_of_the_cost(results: Results) -> None:
     fig = charts.accuracy_vs_cost([("run", results)], cost="macs")
-    front = next(t for t in fig.data if t.visible and "Pareto" in t.name)  # type: ignore[union-attr]
-    # dsc: cheapest; cnn: more accurate; r50 0000 and 0001 climb further; deformable is dominated by cnn.
-    assert list(front.text) == ["dogbreed_dsc", "dogbreed_cnn", "resnet50_dcn_0000", "resnet50_dcn_0001"]
+    lo, hi = fig.layout.xaxis.range
+    xs = [x for t in _visible(fig) for x in t.x]
+    assert 10**lo < min(xs) and max(xs) < 10**hi
+    assert fig.layout.xaxis2.range == fig.layout.xaxis.range  # one cost axis for every report
+    # MACs 0.16–4.2 G: ticks from 0.2 to 5, every one written out
+    assert list(fig.layout.xaxis.ticktext) == ["0.2", "0.5", "1", "2", "5"]
 
 
-def test_accuracy_vs_cost_two_runs_and_no_data(tmp_path: Path, results: Results) -> None:
-    fig = charts.accuracy_vs_cost([("base", results), ("head", results)])
-    assert fig is not None and sum(1 for t in fig.data if t.visible) == 4
-    only_steps = load_results(write_results(tmp_path / "s.json", [step_record("dogbreed_cnn")]))
-    assert charts.accuracy_vs_cost([("x", only_steps)]) is None
-    with pytest.raises(KeyError):
-        charts.accuracy_vs_cost([("x", results)], cost="bogus")
+def test_log_ticks_are_written_out() -> None:
+    values, text = charts.log_ticks(math.log10(0.04), math.log10(17.6))
+    assert text == ["0.05", "0.1", "0.2", "0.5", "1", "2", "5", "10"]
+    assert values == pytest.approx([0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10])
+
+
+def test_energy_is_a_cost_only_where_measured(tmp_path: Path) -> None:
+    records = standard_run()
+    find(records, "dogbreed_cnn").energy_step_j = 1.5
+    res = load_results(write_results(tmp_path / "e.json", records))
+    fig = charts.accuracy_vs_cost([("run", res)], cost="energy")
+    assert fig is not None and fig.layout.updatemenus[0].buttons[-1].label == charts.COSTS["energy"].label
+    (points,) = _visible(fig)  # one case has energy: one panel drawn
+    assert list(points.meta["cases"]) == ["dogbreed_cnn"] and list(points.x) == [1.5]
+    assert fig.layout.xaxis.title.text == "energy/step (J, log scale)"
+
+
+def test_every_point_is_labelled_by_its_case_without_the_suite_prefix(results: Results) -> None:
+    fig = charts.accuracy_vs_cost([("run", results)])
+    for cost in ("macs", "params", "step_time", "memory"):
+        named = {part for a in _labels(_button(fig, cost).args[1]["annotations"])
+                 for part in re.split(r", |<br>", _get(a, "text"))}
+        assert named == {"0000", "0001", "cnn", "dsc", "deformable"}, cost
+    label = _labels(fig.layout.annotations)[0]
+    assert label.xref == "x" and label.x == pytest.approx(math.log10(4.089))  # log axis: log10 coordinates
+
+
+def test_points_are_coloured_by_report_in_every_chart(results: Results) -> None:
+    runs = [("run", results)]
+    colors = charts.report_colors(runs)
+    assert len(set(colors.values())) == 2
+    fig = charts.accuracy_vs_cost(runs)
+    for trace in _visible(fig) + _visible(fig, "fronts"):
+        suite = "resnet50_dcn" if trace.xaxis == "x" else "dogbreed"
+        assert (trace.marker.color if trace.mode == "markers" else trace.line.color) == colors[suite]
+    for suite in colors:
+        boxes = charts.time_boxplots(runs, suite).data + charts.accuracy_boxplots(runs, suite).data
+        assert {t.marker.color for t in boxes if t.type == "box"} == {colors[suite]}
+    titles = [a for a in fig.layout.annotations if (a.name or "").startswith("title ")]
+    assert [(a.text, a.font.color) for a in titles] == [
+        (f"<b>{charts.report_of('resnet50_dcn')}</b>", colors["resnet50_dcn"]),
+        (f"<b>{charts.report_of('dogbreed')}</b>", colors["dogbreed"])]
+
+
+def _box(label: charts.Label, frame: charts._Frame) -> tuple[float, float, float, float]:
+    px, py = frame.px(label.x, label.y)
+    w, h = charts._label_size(label.text)
+    return (px + label.dx - w / 2, py + label.dy - h / 2, px + label.dx + w / 2, py + label.dy + h / 2)
+
+
+def test_labels_of_crowded_points_do_not_collide() -> None:
+    frame = charts._Frame(x0=-1.0, x1=1.0, y0=0.0, y1=100.0, width=500, height=300)
+    # a row of long names 12 px apart (MobileNet v1 at four resolutions), and two points on one spot
+    names = [f"mobilenet_v1_100_{r}" for r in (128, 160, 192, 224)]
+    points = [(10 ** (-0.2 + 0.05 * i), 20.0, n) for i, n in enumerate(names)] + [(1.0, 70.0, "a"), (1.0, 70.0, "b")]
+    labels = charts.place_labels(points, frame)
+    assert sorted(lab.text for lab in labels) == ["a, b", *names]
+    boxes = [_box(lab, frame) for lab in labels]
+    for i, a in enumerate(boxes):
+        assert 0 <= a[0] and a[2] <= frame.width and 0 <= a[1] and a[3] <= frame.height, labels[i]
+        for b in boxes[:i]:
+            assert charts._overlap(a, b) == 0, (a, b)
+    # the labels clear the markers too
+    markers = [frame.px(x, y) for x, y, _ in points]
+    r = charts._MARKER / 2
+    assert all(charts._overlap(box, (mx - r, my - r, mx + r, my + r)) == 0 for box in boxes for mx, my in markers)
+
+
+def _frozen(records: list, suite: str) -> list:
+    """The train records of ``suite`` as a frozen random backbone: only a head trained, no weights."""
+    for r in records:
+        if r.suite == suite and r.kind == "train":
+            r.params_trainable = 10_000
+    return records
+
+
+def test_a_random_frozen_backbone_is_hollow_noted_and_off_the_front(tmp_path: Path) -> None:
+    records = _frozen(standard_run(), "resnet50_dcn")
+    cnn = find(records, "dogbreed_cnn", "train")
+    cnn.params_trainable, cnn.weights = 10_000, "torchvision:Fake_Weights.V1"  # pretrained: not hollow
+    res = load_results(write_results(tmp_path / "f.json", records))
+    fig = charts.accuracy_vs_cost([("run", res)])
+    r50, dog = _visible(fig)
+    assert list(r50.marker.symbol) == ["circle-open"] * 2 and set(dog.marker.symbol) == {"circle"}
+    fronts = _visible(fig, "fronts")
+    assert [t.xaxis for t in fronts] == ["x2"]  # no front through heads on random features
+    title = next(a.text for a in fig.layout.annotations if a.name == "title resnet50_dcn")
+    assert "random frozen features" in title and "no Pareto front" in title
+    assert "Hollow points" in charts.accuracy_caption([("run", res)])
+    assert "Hollow points" not in charts.accuracy_caption([("run", load_results(write_results(tmp_path / "g.json", standard_run())))])
+
+
+def _seeded(record, accuracies: list[float], statuses: list[str] | None = None) -> None:
+    """Give a train record per-seed accuracies, their mean and spread, as --bench-seeds writes them."""
+    statuses = statuses or ["ok"] * len(accuracies)
+    record.seeds = list(range(len(accuracies)))
+    record.per_seed = [{"seed": i, "status": s, "accuracy_test": a} for i, (a, s) in enumerate(zip(accuracies, statuses))]
+    ok = [a for a, s in zip(accuracies, statuses) if s == "ok"]
+    record.accuracy_test = statistics.mean(ok)
+    record.accuracy_test_spread = statistics.stdev(ok)
+
+
+def test_seeds_give_error_bars_and_real_boxes(tmp_path: Path) -> None:
+    records = standard_run()
+    _seeded(find(records, "dogbreed_cnn", "train"), [0.55, 0.60, 0.65, 0.10], ["ok", "ok", "ok", "diverged"])
+    res = load_results(write_results(tmp_path / "s.json", records))
+    fig = charts.accuracy_vs_cost([("run", res)])
+    dog = _visible(fig)[1]
+    assert dog.error_y.visible and list(dog.error_y.array) == pytest.approx([5.0, 0.0, 0.0])  # ±1 sd, in points
+    assert "Error bars" in charts.accuracy_caption([("run", res)])
+    boxes = charts.accuracy_boxplots([("run", res)], "dogbreed")
+    (box,) = boxes.data
+    cnn = [y for x, y in zip(box.x, box.y) if x == "dogbreed_cnn"]
+    assert cnn == pytest.approx([55.0, 60.0, 65.0])  # the diverged seed is not a result
+    assert charts.ONE_SEED_NOTE not in boxes.layout.title.text and "3 seeds" in boxes.layout.title.text
+    one = charts.accuracy_boxplots([("run", res)], "resnet50_dcn")
+    assert charts.ONE_SEED_NOTE in one.layout.title.text
+    assert not _visible(charts.accuracy_vs_cost([("run", load_results(write_results(tmp_path / "t.json", standard_run())))]))[1].error_y.visible
+
+
+def test_frozen_cases_are_hollow_in_the_accuracy_boxes(tmp_path: Path) -> None:
+    res = load_results(write_results(tmp_path / "f.json", _frozen(standard_run(), "resnet50_dcn")))
+    (box,) = charts.accuracy_boxplots([("run", res)], "resnet50_dcn").data
+    assert box.marker.symbol == "circle-open" and "random frozen features" in box.name
+
+
+@pytest.fixture
+def moved(tmp_path: Path) -> tuple[Results, Results]:
+    """Base and head where dogbreed_cnn got 10 points more accurate and twice as slow; nothing else moved."""
+    head = standard_run()
+    cnn = find(head, "dogbreed_cnn", "train")
+    cnn.accuracy_test = 0.69
+    scale_samples(find(head, "dogbreed_cnn"), 2.0, ("forward", "backward", "optimizer"))
+    return (load_results(write_results(tmp_path / "base.json", standard_run())),
+            load_results(write_results(tmp_path / "head.json", head)))
+
+
+def test_comparison_draws_base_faint_head_solid_and_an_arrow_per_move(moved: tuple[Results, Results]) -> None:
+    base, head = moved
+    fig = charts.accuracy_vs_cost([("base", base), ("head", head)], cost="macs")
+    points = _visible(fig)
+    assert [t.name for t in points] == ["base", "head", "base", "head"]
+    assert points[0].opacity < points[1].opacity == 1.0
+    for cost in ("macs", "step_time"):
+        arrows = [a for a in _button(fig, cost).args[1]["annotations"] if str(a.get("name", "")).startswith("move ")]
+        assert [a["name"] for a in arrows] == ["move dogbreed_cnn"], cost  # the unchanged cases: no arrow
+        (arrow,) = arrows
+        assert arrow["xref"] == arrow["axref"] == "x2" and arrow["yref"] == arrow["ayref"] == "y2"
+        assert (arrow["ay"], arrow["y"]) == pytest.approx((59.0, 69.0))
+        cases = charts.cases_of(base)["dogbreed_cnn"], charts.cases_of(head)["dogbreed_cnn"]
+        unit = charts.COSTS[cost]
+        x_base, x_head = (math.log10(unit.value(c) * unit.scale) for c in cases)  # type: ignore[operator]
+        assert (arrow["ax"], arrow["x"]) == pytest.approx((x_base, x_head))
+    # the head's move under step time is a doubling: a log10(2) step along the axis
+    step = next(a for a in _button(fig, "step_time").args[1]["annotations"] if a.get("name") == "move dogbreed_cnn")
+    assert step["x"] - step["ax"] == pytest.approx(math.log10(2.0), rel=0.05)
+    assert "arrow leads from each case" in charts.accuracy_caption([("base", base), ("head", head)])
 
 
 def test_costs_step_time_and_memory(results: Results) -> None:
@@ -120,7 +311,7 @@ def test_failed_cases_are_left_out_of_charts(tmp_path: Path) -> None:
     records = [failed_record("dogbreed_cnn", kind="train", status="diverged"), train_record("dogbreed_dsc")]
     res = load_results(write_results(tmp_path / "f.json", records))
     fig = charts.training_curves([("run", res)], "dogbreed")
-    assert fig is not None and {t.name for t in fig.data} == {"dogbreed_dsc (run)"}
+    assert fig is not None and {t.name for t in fig.data} == {"dsc"}  # one run: no run label
 
 
 # -- the page ---------------------------------------------------------------------------------------
@@ -135,8 +326,14 @@ def test_page_embeds_plotly_once_and_needs_no_network(results: Results) -> None:
     assert "cdn.plot.ly/plotly" not in page.replace("https://cdn.plot.ly/un/", "")
     ids = re.findall(r'<div id="(chart-\d+)" class="plotly-graph-div"', page)
     assert ids == [f"chart-{i}" for i in range(len(figures))]
-    # accuracy-vs-cost + per report (2): epoch boxes, step boxes, curves
-    assert len(figures) == 1 + 2 * 3
+    # accuracy-vs-cost + per report (2): epoch boxes, step boxes, accuracy boxes, curves
+    assert len(figures) == 1 + 2 * 4
+
+
+def test_page_puts_wide_tables_in_their_own_scroll_box(results: Results) -> None:
+    page = charts.page("t", ["<table><tr><td>x</td></tr></table>", "<p>prose</p>"])
+    assert "<div class='wide'><table>" in page and "<div class='wide'><p>" not in page
+    assert re.search(r"\.wide \{[^}]*overflow-x: auto", page)
 
 
 def test_page_notes_omitted_charts(tmp_path: Path) -> None:

@@ -11,7 +11,11 @@ from. Without Chromium the test is skipped, never passed.
 
 from __future__ import annotations
 
+import html
+import json
+import math
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -106,7 +110,7 @@ class _ChartDom(HTMLParser):
         return self.charts
 
 
-def _dump_dom(page: Path, tmp_path: Path) -> tuple[str, str]:
+def _run_chromium(page: Path, tmp_path: Path, *args: str, window: tuple[int, int] = (1400, 1000)) -> subprocess.CompletedProcess:
     assert CHROMIUM is not None
     profile = tmp_path / "chromium-profile"
     cmd = [
@@ -116,11 +120,16 @@ def _dump_dom(page: Path, tmp_path: Path) -> tuple[str, str]:
         # no network: every request goes to a dead proxy, and no host name resolves
         "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
         "--host-resolver-rules=MAP * ~NOTFOUND",
-        "--enable-logging=stderr", "--v=0", "--window-size=1400,1000",
-        "--virtual-time-budget=15000", "--dump-dom", page.resolve().as_uri(),
+        "--enable-logging=stderr", "--v=0", f"--window-size={window[0]},{window[1]}",
+        "--virtual-time-budget=15000", *args, page.resolve().as_uri(),
     ]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)})
     assert proc.returncode == 0, f"chromium exited {proc.returncode}: {proc.stderr[-2000:]}"
+    return proc
+
+
+def _dump_dom(page: Path, tmp_path: Path, window: tuple[int, int] = (1400, 1000)) -> tuple[str, str]:
+    proc = _run_chromium(page, tmp_path, "--dump-dom", window=window)
     return proc.stdout, proc.stderr
 
 
@@ -175,7 +184,7 @@ def test_compare_page_draws_every_chart_offline(runs: tuple[Path, Path], tmp_pat
     assert code == 1
     base, head = (load_results(p) for p in runs)
     figures = charts.figures(charts.run_charts([("base", base), ("head", head)]))
-    assert len(figures) == 7
+    assert len(figures) == 1 + 2 * 4  # accuracy; per report: epoch, step and accuracy boxes, curves
     _check_page(page, figures, tmp_path)
 
 
@@ -203,3 +212,172 @@ def test_chart_dom_parser_counts_per_chart() -> None:
     assert (drawn["chart-0"].traces, drawn["chart-0"].points, drawn["chart-0"].boxes) == (1, 2, 0)
     assert "js-plotly-plot" in drawn["chart-0"].classes and "js-plotly-plot" not in drawn["chart-1"].classes
     assert (drawn["chart-1"].traces, drawn["chart-1"].points, drawn["chart-1"].boxes) == (1, 1, 1)
+
+
+# -- as a reader sees it: 1280 px wide, labels apart, screenshots ---------------------------------------
+
+READER_WIDTH = 1280
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+#: Appended to a copy of a page: once plotly has drawn (and resized to the window), write what a reader
+#: would notice into the DOM: how wide the document is, and where each chart's annotations (the point
+#: labels, panel titles, arrows) ended up on screen; then, for the accuracy chart, the same after a
+#: click on each cost button, with the x-axis titles that click left.
+_MEASURE = """<script>
+const wait = ms => new Promise(done => setTimeout(done, ms));
+const texts = div => [...div.querySelectorAll('g.annotation')].map(g => {
+  const t = g.querySelector('text.annotation-text');
+  const r = (t || g).getBoundingClientRect();
+  return {text: t ? t.textContent : '', left: r.left, right: r.right, top: r.top, bottom: r.bottom};
+});
+window.addEventListener('load', async () => {
+  await wait(2000);
+  const out = {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth, charts: {}, costs: []};
+  for (const div of document.querySelectorAll('div.js-plotly-plot')) {
+    const box = div.getBoundingClientRect();
+    out.charts[div.id] = {left: box.left, right: box.right, top: box.top + window.scrollY,
+                          bottom: box.bottom + window.scrollY, texts: texts(div)};
+  }
+  const first = document.getElementById('chart-0');
+  const buttons = first ? first.querySelectorAll('g.updatemenu-button') : [];
+  for (let i = 0; i < buttons.length; i++) {
+    first.querySelectorAll('g.updatemenu-button')[i].dispatchEvent(new MouseEvent('click', {bubbles: true}));
+    await wait(500);
+    out.costs.push({button: buttons[i].textContent, texts: texts(first),
+                    xtitles: [...first.querySelectorAll('text[class^="x"][class$="title"]')].map(t => t.textContent),
+                    scrollWidth: document.documentElement.scrollWidth});
+  }
+  const pre = document.createElement('pre');
+  pre.id = 'measured'; pre.style.display = 'none'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def _measure(page: Path, tmp_path: Path) -> dict:
+    measured = tmp_path / f"measured-{page.name}"
+    measured.write_text(page.read_text().replace("</body>", _MEASURE + "</body>"))
+    dom, log = _dump_dom(measured, tmp_path, window=(READER_WIDTH, 2000))
+    assert "Uncaught" not in log, log[-3000:]
+    found = re.search(r'<pre id="measured"[^>]*>(.*?)</pre>', dom, re.DOTALL)
+    assert found, "the measuring script did not run"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def _overlapping(texts: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of drawn annotation texts whose boxes overlap (a pixel of antialiasing allowed)."""
+    shown = [t for t in texts if t["text"].strip()]
+    pairs = []
+    for i, a in enumerate(shown):
+        for b in shown[:i]:
+            if min(a["right"], b["right"]) - max(a["left"], b["left"]) > 1 and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 1:
+                pairs.append((a["text"], b["text"]))
+    return pairs
+
+
+def _check_readable(measured: dict, accuracy_chart: str = "chart-0") -> None:
+    assert measured["innerWidth"] == READER_WIDTH
+    assert measured["scrollWidth"] <= READER_WIDTH, f"the page scrolls sideways: {measured['scrollWidth']} px wide"
+    chart = measured["charts"][accuracy_chart]
+    assert chart["right"] <= READER_WIDTH
+    labels = [t for t in chart["texts"] if t["text"].strip()]
+    assert len(labels) >= 8, "point labels and panel titles are drawn"
+    assert _overlapping(chart["texts"]) == []
+    outside = [t["text"] for t in labels if t["left"] < chart["left"] - 1 or t["right"] > chart["right"] + 1]
+    assert outside == [], "labels cut off at the chart's edge"
+    # every cost, as a reader clicking through the buttons sees it
+    assert [c["button"] for c in measured["costs"]] == [charts.COSTS[k].label for k in ("macs", "params", "step_time", "memory")]
+    for cost in measured["costs"]:
+        assert cost["scrollWidth"] <= READER_WIDTH
+        assert _overlapping(cost["texts"]) == [], cost["button"]
+        assert len(cost["xtitles"]) == 4 and all(t.startswith(cost["button"] + " (") for t in cost["xtitles"]), cost
+
+
+@pytest.fixture
+def committed() -> tuple[Path, Path]:
+    """The committed CPU smoke runs: 32 cases in four reports, the crowding a reader meets."""
+    return RESULTS / "cpu-smoke-baseline.json", RESULTS / "cpu-smoke-rerun.json"
+
+
+@needs_chromium
+def test_report_page_reads_at_1280_px(committed: tuple[Path, Path], tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    assert report.run(report.ReportOptions(committed[0], page)) == 0
+    _check_readable(_measure(page, tmp_path))
+
+
+@needs_chromium
+def test_compare_page_reads_at_1280_px(committed: tuple[Path, Path], tmp_path: Path) -> None:
+    page = tmp_path / "compare.html"
+    compare.run(*committed, output=compare.OutputOptions(html=page, cost="step_time"))
+    # step time: every case moved a little between the runs, so there are arrows among the labels
+    _check_readable(_measure(page, tmp_path))
+
+
+def _screenshot(page: Path, tmp_path: Path, height: int) -> Path:
+    png = tmp_path / f"{page.stem}.png"
+    _run_chromium(page, tmp_path, "--hide-scrollbars", f"--screenshot={png}", window=(READER_WIDTH, height))
+    keep = os.environ.get("ARCHBENCH_SCREENSHOTS")
+    if keep:  # for a person to look at
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, Path(keep) / png.name)
+    return png
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def _colour_counts(
+    png: Path, colors: dict[str, str], rows: tuple[int, int], tolerance: int = 12
+) -> tuple[dict[str, tuple[int, int]], float, tuple[int, int]]:
+    """Per report, pixels within ``tolerance`` of its colour between ``rows`` (top, bottom), on the left
+    and on the right half of the window; the fraction of those pixels that are not white; and the image size."""
+    image = pytest.importorskip("PIL.Image").open(png).convert("RGB")
+    width, height = image.size
+    top, bottom = rows
+    halves = [image.crop((0, top, width // 2, bottom)), image.crop((width // 2, top, width, bottom))]
+    histograms = [half.getcolors(maxcolors=1 << 24) or [] for half in halves]
+
+    def near(px: tuple[int, int, int], color: str) -> bool:
+        return all(abs(a - b) <= tolerance for a, b in zip(px, _rgb(color)))
+
+    counts = {s: (sum(n for n, px in histograms[0] if near(px, c)), sum(n for n, px in histograms[1] if near(px, c)))
+              for s, c in colors.items()}
+    white = sum(n for hist in histograms for n, px in hist if px == (255, 255, 255))
+    return counts, 1 - white / (width * (bottom - top)), (width, height)
+
+
+#: Enough pixels of a colour to be a drawn mark (a marker of 10 px is ~80), not a stray antialiased edge.
+_MARK_PIXELS = 60
+
+
+def _check_accuracy_screenshot(page: Path, tmp_path: Path, runs: Sequence[charts.Run]) -> None:
+    """Screenshot the page down to the end of the accuracy chart, and check that chart as drawn: not
+    blank, two panels to a row, every report in its colour (000 and 002 left, 001 and 003 right)."""
+    chart = _measure(page, tmp_path)["charts"]["chart-0"]
+    top, bottom = math.floor(chart["top"]), math.ceil(chart["bottom"])
+    height = bottom + 20
+    png = _screenshot(page, tmp_path, height)
+    colors = charts.report_colors(runs)
+    assert len(colors) == 4
+    counts, ink, size = _colour_counts(png, colors, (top, bottom))
+    assert size == (READER_WIDTH, height)
+    assert ink > 0.3, "the chart is (nearly) blank"  # panels have a tinted background
+    left, right = ("resnet50_dcn", "dynconv"), ("dogbreed", "flowers")
+    assert all(counts[s][0] >= _MARK_PIXELS for s in left), counts
+    assert all(counts[s][1] >= _MARK_PIXELS for s in right), counts
+
+
+@needs_chromium
+def test_report_screenshot_shows_every_report_in_its_colour(committed: tuple[Path, Path], tmp_path: Path) -> None:
+    page = tmp_path / "report-1280.html"
+    assert report.run(report.ReportOptions(committed[0], page)) == 0
+    _check_accuracy_screenshot(page, tmp_path, [("run", load_results(committed[0]))])
+
+
+@needs_chromium
+def test_compare_screenshot_draws_base_and_head(committed: tuple[Path, Path], tmp_path: Path) -> None:
+    page = tmp_path / "compare-1280.html"
+    compare.run(*committed, output=compare.OutputOptions(html=page, cost="step_time"))
+    _check_accuracy_screenshot(page, tmp_path, [("base", load_results(committed[0])), ("head", load_results(committed[1]))])
