@@ -158,6 +158,17 @@ class Record:
     #: step: absolute peak of tensor memory over one whole step, and the CUDA allocator's reserved peak.
     mem_step_peak_bytes: int | None = None
     mem_reserved_peak_bytes: int | None = None
+    #: step, ``--bench-modules`` (bench/modules.py): the cost per module, measured in rounds of its own after
+    #: the timed ones. One dict per module in model order, down to ``modules_depth``, with "name" (qualified,
+    #: "" for the model, e.g. "layer1", "layer1.0"), "type" (class name), "depth", "params_total",
+    #: "params_trainable", "macs_forward", per-round "samples_forward_s" / "samples_backward_s" with their
+    #: medians "time_forward_s" / "time_backward_s", and "mem_activation_bytes" (what its forward leaves
+    #: saved for the backward pass).
+    modules: list[dict[str, Any]] | None = None
+    modules_depth: int | None = None
+    #: Per phase ("forward", "backward"): the deepest modules' median times summed, over the whole phase's
+    #: median in the same rounds, so the reader sees what the breakdown leaves out.
+    modules_coverage: dict[str, float] | None = None
     schema: int = SCHEMA_VERSION
 
     def set_samples(self, name: str, samples: list[float]) -> None:
