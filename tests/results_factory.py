@@ -235,3 +235,95 @@ def write_json(path: Path, data: Any) -> Path:
 
 def write_results(path: Path, records: Iterable[Record], **kw: Any) -> Path:
     return write_json(path, results_json(records, **kw))
+
+
+# -- per-module breakdowns (--bench-modules) ----------------------------------------------------------
+
+#: A ResNet-18 with a deformable stem (flowers_resnet18_deform_after_conv1), cut at depth 2: (name, type,
+#: depth, share of a phase's time, share of the MACs). Leaves' time shares add up to 0.87, the coverage a
+#: breakdown reports when parents' own operations (residual additions) and hooks take the rest; the
+#: deformable convolution at full resolution is the largest single module, as it is in that case.
+RESNET18_DEFORM_TREE: tuple[tuple[str, str, int, float, float], ...] = (
+    ("conv1", "Conv1PlusDeform", 1, 0.0, 0.0),
+    ("conv1.0", "Conv2d", 2, 0.04, 0.06),
+    ("conv1.1", "DeformConv2d", 2, 0.30, 0.14),
+    ("bn1", "BatchNorm2d", 1, 0.02, 0.0),
+    ("relu", "ReLU", 1, 0.01, 0.0),
+    ("maxpool", "MaxPool2d", 1, 0.01, 0.0),
+    *((f"layer{i}", "Sequential", 1, 0.0, 0.0) for i in range(1, 5)),
+    ("fc", "Linear", 1, 0.005, 0.001),
+    ("avgpool", "AdaptiveAvgPool2d", 1, 0.005, 0.0),
+)
+_BLOCKS = tuple((f"layer{i}.{j}", "BasicBlock", 2, 0.06, 0.099) for i in range(1, 5) for j in range(2))
+
+
+def _tree() -> list[tuple[str, str, int, float, float]]:
+    """The tree in model order: each layer followed by its blocks."""
+    out: list[tuple[str, str, int, float, float]] = []
+    for row in RESNET18_DEFORM_TREE:
+        out.append(row)
+        out += [b for b in _BLOCKS if b[0].startswith(row[0] + ".")]
+    order = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc")
+    top = {name: i for i, name in enumerate(order)}
+    return sorted(out, key=lambda r: (top[r[0].split(".")[0]], r[2], r[0]))
+
+
+def with_modules(record: Record, *, depth: int = 2, noise_seed: int = 0, spread: float = 0.02,
+                 tree: Sequence[tuple[str, str, int, float, float]] | None = None) -> Record:
+    """Attach a breakdown to a step record: per module and round, the record's phase sample of that
+    round times the module's share (with noise), so that round i of a module belongs with round i of the
+    phase; parents are the sums of their children."""
+    rng = random.Random(f"{record.case}/modules/{noise_seed}")
+    rows = [r for r in (tree or _tree()) if r[2] <= depth]
+    names = [r[0] for r in rows]
+    leaf = {n: not any(o.startswith(n + ".") for o in names) for n in names}
+    samples: dict[tuple[str, str], list[float]] = {}
+    for phase in ("forward", "backward"):
+        phase_samples = getattr(record, f"samples_{phase}_s")
+        for name, _, _, share, _ in rows:
+            if leaf[name]:
+                samples[(name, phase)] = [s * share * (1 + rng.gauss(0, spread)) for s in phase_samples]
+        for name in reversed(names):  # deepest first: a parent sums children that are complete
+            if not leaf[name]:
+                kids = [samples[(o, phase)] for o in names if o.rsplit(".", 1)[0] == name and "." in o]
+                samples[(name, phase)] = [sum(v) for v in zip(*kids)]
+    macs = record.macs_forward or 0
+    modules = []
+    for name, type_name, d, _, macs_share in rows:
+        children = [r for r in rows if r[0].startswith(name + ".")]
+        m_share = sum(r[4] for r in children) if children else macs_share
+        fwd, bwd = samples[(name, "forward")], samples[(name, "backward")]
+        modules.append({
+            "name": name, "type": type_name, "depth": d, "params_total": 1000 * len(name),
+            "params_trainable": 1000 * len(name), "macs_forward": int(macs * m_share),
+            "samples_forward_s": fwd, "samples_backward_s": bwd,
+            "time_forward_s": statistics.median(fwd), "time_backward_s": statistics.median(bwd),
+            "mem_activation_bytes": 1 << 20,
+        })
+    record.modules = modules
+    record.modules_depth = depth
+    record.modules_coverage = {
+        phase: sum(statistics.median(samples[(n, phase)]) for n in names if leaf[n])
+        / getattr(record, f"time_{phase}_s") for phase in ("forward", "backward")
+    }
+    return record
+
+
+def slow_module(record: Record, name: str, factor: float, phase: str = "backward") -> None:
+    """Make one module ``factor`` times slower in ``phase``, round by round: its samples, its parents'
+    and the phase's own grow by the same seconds (what a slower module does to a real breakdown)."""
+    assert record.modules is not None
+    module = next(m for m in record.modules if m["name"] == name)
+    added = [s * (factor - 1) for s in module[f"samples_{phase}_s"]]
+    for m in record.modules:
+        if m["name"] == name or name.startswith(m["name"] + "."):
+            m[f"samples_{phase}_s"] = [s + a for s, a in zip(m[f"samples_{phase}_s"], added)]
+            m[f"time_{phase}_s"] = statistics.median(m[f"samples_{phase}_s"])
+    phase_samples = getattr(record, f"samples_{phase}_s")
+    record.set_samples(phase, [s + a for s, a in zip(phase_samples, added)])
+
+
+def paired(base: Record, head: Record, pairing_id: str = "ab0001") -> None:
+    """Mark two records as measured in alternation by one ``bench ab`` run."""
+    base.pairing = {"id": pairing_id, "side": "base", "order": "ABBA", "workers": 1}
+    head.pairing = {"id": pairing_id, "side": "head", "order": "ABBA", "workers": 1}
