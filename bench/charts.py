@@ -11,7 +11,9 @@ draws base and head side by side):
 * :func:`time_boxplots` — per case, a boxplot of time (seconds per training epoch, or per training
   step) with test accuracy as a line on a second axis, one figure per report — the figures of report 000;
 * :func:`accuracy_boxplots` — per case, test accuracy over the seeds (``--bench-seeds N``);
-* :func:`training_curves` — per-epoch training loss and validation accuracy.
+* :func:`training_curves` — per-epoch training loss and validation accuracy;
+* :func:`module_breakdown` — per case with a breakdown (``--bench-modules``), stacked bars of forward
+  time, backward time and MACs per module, one bar per run (:func:`module_charts` gives the section).
 
 A report has one colour (:func:`report_colors`) in every chart of a page; with several runs the earlier
 are faint and the last solid (:func:`run_styles`). Nothing needs a hover to be read: :func:`accuracy_caption`
@@ -39,6 +41,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from bench.metrics import METRICS, Metric
+from bench.module_diff import REST, emphasised, leaves
 from bench.record import Record, random_frozen_backbone, seed_values
 from bench.results import Results
 
@@ -862,6 +865,169 @@ def run_charts(runs: Sequence[Run], cost: str = "macs") -> list[Block]:
         blocks.append(fig if fig is not None else _omitted("no test accuracy"))
         fig = training_curves(runs, suite)
         blocks.append(fig if fig is not None else _omitted("no training curves"))
+    return blocks
+
+
+# -- per-module breakdowns ---------------------------------------------------------------------------
+
+#: Module charts on one page at most: a figure per case, and 64 is the largest run archbench measures
+#: (the four reports' 32 cases, twice over); the tables and --json hold every case.
+MAX_MODULE_CHARTS = 64
+#: Plain modules in light colours, so that dark text on them reads; the modules the reports study in
+#: a dark colour with a hatch, found at a glance, and named in bold.
+_MODULE_COLORS = qualitative.Pastel1 + qualitative.Pastel2
+_EMPHASIS_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
+_REST_COLOR = "#E5E5E5"
+_BAR_PX = 34  # px per bar (one bar per run), so that a segment's label has room
+_ROW_GAP_PX = 75  # px between the three panels: a panel title and an x-axis tick row
+_LEGEND_ROW_PX = 20
+_MODULE_MARGIN = {"l": 60, "r": 20, "t": 90, "b": 40}
+_MODULE_ROWS = (
+    ("forward", "forward time"),
+    ("backward", "backward time"),
+    ("macs", "MACs"),
+)
+
+
+def _module_record(results: Results, case: str) -> Record | None:
+    c = cases_of(results).get(case)
+    return c.step if c is not None and c.step is not None and c.step.modules else None
+
+
+def _module_value(module: Mapping[str, object], row: str) -> float | None:
+    key = "macs_forward" if row == "macs" else f"time_{row}_s"
+    value = module.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _record_total(record: Record, row: str) -> float | None:
+    value = record.macs_forward if row == "macs" else getattr(record, f"time_{row}_s")
+    return None if value is None else float(value)
+
+
+def module_label(name: str, module_type: str) -> str:
+    """A module's label on its segment and in the legend: bold for the kinds the reports study."""
+    text = html.escape(name, quote=False)
+    return f"<b>{text}</b>" if emphasised(module_type) else text
+
+
+def module_breakdown(runs: Sequence[Run], case: str) -> go.Figure | None:
+    """Stacked horizontal bars of one case: forward time, backward time and MACs, one panel each, one
+    bar per run (base above head) made of its modules (the leaves of the tree cut at the depth every
+    run measured) in model order, and the part of the phase no module accounts for. Each segment is
+    labelled with its module's name where the name fits; the legend lists every module in model order;
+    deformable, attention and dynamic-convolution modules are dark, hatched and bold. ``None`` when no
+    run has a breakdown of ``case``."""
+    records = [(label, r) for label, res in runs if (r := _module_record(res, case)) is not None]
+    if not records:
+        return None
+    depth = min(r.modules_depth if r.modules_depth is not None
+                else max(int(m.get("depth", 0)) for m in r.modules or ()) for _, r in records)
+    per_run = [(label, r, {str(m["name"]): m for m in leaves(r.modules or (), depth)}) for label, r in records]
+    names: list[str] = []
+    types: dict[str, str] = {}
+    for _, _, mods in per_run:
+        for name, m in mods.items():
+            if name not in types:
+                names.append(name)
+            types[name] = str(m.get("type", ""))
+    labels = [label for label, _, _ in per_run]
+    time_m, macs_m = METRICS["time_forward_s"], METRICS["macs_forward"]
+    units = {"forward": time_m, "backward": time_m, "macs": macs_m}
+    fig = make_subplots(
+        rows=len(_MODULE_ROWS), cols=1, vertical_spacing=0.0,
+        subplot_titles=[f"{title} ({units[row].unit})" for row, title in _MODULE_ROWS],
+    )
+    plain = emphatic = 0
+    for name in names:
+        if emphasised(types[name]):
+            color, pattern = _EMPHASIS_COLORS[emphatic % len(_EMPHASIS_COLORS)], "/"
+            emphatic += 1
+        else:
+            color, pattern = _MODULE_COLORS[plain % len(_MODULE_COLORS)], ""
+            plain += 1
+        label = module_label(name, types[name])
+        font_color = "white" if pattern else "#222"
+        for i, (row, _) in enumerate(_MODULE_ROWS):
+            metric = units[row]
+            xs = [None if (v := _module_value(mods.get(name, {}), row)) is None else v * metric.scale
+                  for _, _, mods in per_run]
+            fig.add_trace(go.Bar(
+                x=xs, y=labels, orientation="h", name=label, legendgroup=name, showlegend=i == 0,
+                text=[label] * len(labels), textposition="inside", insidetextanchor="middle", textangle=0,
+                textfont={"color": font_color}, constraintext="both", cliponaxis=True,
+                marker={"color": color, "line": {"color": "white", "width": 1},
+                        "pattern": {"shape": pattern, "fgcolor": "rgba(255,255,255,0.45)", "size": 8}},
+                hovertemplate=f"{html.escape(name)} ({html.escape(types[name])}): %{{x:.4g}} {metric.unit}<extra></extra>",
+            ), row=i + 1, col=1)
+    for i, (row, _) in enumerate(_MODULE_ROWS):
+        metric = units[row]
+        rest: list[float | None] = []
+        for _, record, mods in per_run:
+            total = _record_total(record, row)
+            parts = [v for m in mods.values() if (v := _module_value(m, row)) is not None]
+            # a negative rest (the breakdown's hooks made the modules slower than the timed phase) is
+            # not drawn: a bar cannot be shorter than its segments
+            rest.append(None if total is None or total <= sum(parts) else (total - sum(parts)) * metric.scale)
+        if any(v for v in rest):
+            fig.add_trace(go.Bar(
+                x=rest, y=labels, orientation="h", name=REST, legendgroup=REST, showlegend=i == 0,
+                text=[REST] * len(labels), textposition="inside", insidetextanchor="middle", textangle=0,
+                textfont={"color": "#555"}, marker={"color": _REST_COLOR, "line": {"color": "white", "width": 1}},
+                hovertemplate=f"{REST}: %{{x:.4g}} {metric.unit}<extra></extra>",
+            ), row=i + 1, col=1)
+    panel = _BAR_PX * len(labels) + 20
+    legend_entries = len(names) + 1
+    height = max(_MODULE_MARGIN["t"] + len(_MODULE_ROWS) * (panel + _ROW_GAP_PX) + _MODULE_MARGIN["b"],
+                 _MODULE_MARGIN["t"] + legend_entries * _LEGEND_ROW_PX + _MODULE_MARGIN["b"])
+    plot = height - _MODULE_MARGIN["t"] - _MODULE_MARGIN["b"]
+    # each panel's share of the plot's height, a gap above the next panel's title
+    gap = _ROW_GAP_PX / plot
+    band = (1 - gap * (len(_MODULE_ROWS) - 1)) / len(_MODULE_ROWS)
+    for i in range(len(_MODULE_ROWS)):
+        top = 1 - i * (band + gap)
+        fig.update_layout({f"yaxis{'' if i == 0 else i + 1}": {
+            "domain": [max(0.0, top - band), min(1.0, top)], "autorange": "reversed", "automargin": True}})
+        fig.layout.annotations[i].update(y=top, yanchor="bottom")
+    fig.update_xaxes(rangemode="tozero", automargin=True)
+    fig.update_layout(
+        title={"text": f"{html.escape(case)}: time and MACs per module (depth {depth})", "x": 0.0, "xanchor": "left"},
+        barmode="stack", height=height, margin=_MODULE_MARGIN, bargap=0.25,
+        uniformtext={"minsize": 10, "mode": "hide"},  # a name that does not fit is left to the legend
+        legend={"traceorder": "normal", "title": {"text": "modules, in model order"}, "tracegroupgap": 0},
+    )
+    return fig
+
+
+def module_caption(runs: Sequence[Run]) -> str:
+    """What the module charts show, in words."""
+    sides = (" One bar per run (" + ", ".join(html.escape(label) for label, _ in runs) + "), the first on top."
+             if len(runs) > 1 else "")
+    return (
+        "<p class='caption'>Per case measured with --bench-modules: forward time, backward time and MACs "
+        "split into its modules (the leaves of the module tree), in model order, each segment labelled with its "
+        "module's name where the name fits and listed in the legend in the same order." + sides
+        + " Dark, hatched, bold: the deformable, attention and dynamic-convolution modules the reports study. "
+        f"Grey “{REST}”: the rest of the phase's median (the parents' own operations)."
+        " Times are medians of the breakdown's own rounds.</p>"
+    )
+
+
+def module_charts(runs: Sequence[Run], cases: Sequence[str] | None = None,
+                  limit: int = MAX_MODULE_CHARTS) -> list[Block]:
+    """The section of module charts: one figure per case with a breakdown (``cases``: those, in that
+    order), at most ``limit``; nothing at all when no case has a breakdown."""
+    if cases is None:
+        seen: list[str] = []
+        for _, res in runs:
+            seen += [k for k, c in cases_of(res).items() if c.step is not None and c.step.modules and k not in seen]
+        cases = seen
+    drawn = [fig for case in cases[:limit] if (fig := module_breakdown(runs, case)) is not None]
+    if not drawn:
+        return []
+    blocks: list[Block] = ["<h2>Time and MACs per module</h2>", module_caption(runs), *drawn]
+    if len(cases) > limit:
+        blocks.append(_omitted(f"{len(cases) - limit} more cases with a breakdown; the first {limit} are drawn"))
     return blocks
 
 

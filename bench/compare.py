@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
+from bench import module_diff as md
 from bench.metrics import METRICS, Exact, Metric, Reported, TimeRule
 from bench.present import (
     EXIT_INCOMPARABLE,
@@ -54,6 +55,7 @@ from bench.verdicts import (
     MetricDelta,
     Status,
     compare_runs,
+    paired_sides,
     parse_threshold,
 )
 
@@ -73,6 +75,8 @@ class OutputOptions:
     html: Path | None = None
     json: Path | None = None
     cost: str = "macs"
+    #: Modules listed per phase in "where it moved" (``--modules-top``).
+    modules_top: int = md.DEFAULT_TOP
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,6 +277,124 @@ def change_tables(c: Comparison, *, show_all: bool = False, limit: int | None = 
     return tables
 
 
+
+# ----------------------------------------------------------------------------------------------
+# where it moved: the per-module diff of cases that regressed or improved (--bench-modules)
+# ----------------------------------------------------------------------------------------------
+
+#: The statuses whose per-module diff is shown: a verdict that asks "where?".
+_MOVED = (Status.REGRESSED, Status.IMPROVED)
+#: Cases given a module diff in the terminal and in Markdown (largest moves first); the HTML page and
+#: ``--json`` have every one.
+TERMINAL_MODULE_CASES = 10
+MARKDOWN_MODULE_CASES = 50
+_MS = METRICS["time_forward_s"]
+
+
+def benchmark_module_diff(b: BenchmarkComparison) -> md.ModuleDiff | None:
+    """The per-module diff of one benchmark, paired when both records came from one ``bench ab`` run;
+    ``None`` unless both sides carry a breakdown."""
+    if b.base is None or b.head is None:
+        return None
+    return md.module_diff(b.base.record, b.head.record, paired=paired_sides(b.base, b.head) is not None)
+
+
+def moved_module_diffs(c: Comparison) -> list[tuple[BenchmarkComparison, md.ModuleDiff]]:
+    """Every regressed or improved benchmark with a breakdown on both sides, with its diff:
+    regressions first, then the largest moves."""
+    if c.blocked:
+        return []
+    moved = sorted((b for b in c.benchmarks if b.status in _MOVED),
+                   key=lambda b: (_MOVED.index(b.status), -b.size))
+    return [(b, diff) for b in moved if (diff := benchmark_module_diff(b)) is not None]
+
+
+def _shown_phases(b: BenchmarkComparison, diff: md.ModuleDiff) -> list[str]:
+    """The phases whose own verdict moved (the question is where *that* move went), else all."""
+    moved = [p for p in diff.phases
+             if any(d.key == f"time_{p}_s" and d.verdict not in ("unchanged", "reported") for d in b.metrics)]
+    return moved or list(diff.phases)
+
+
+def _ms(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    text = format_value(_MS, abs(value) if signed else value)
+    return (("+" if value > 0 else "-" if value < 0 else "") + text) if signed else text
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.1%}"
+
+
+def _share(m: md.ModuleMove) -> str:
+    if m.share is None:
+        return "—"
+    text = f"{m.share:.0%}"
+    return "0%" if text == "-0%" else text  # a sign on nothing reads as a move
+
+
+def _change(m: md.ModuleMove) -> str:
+    return m.kind if m.kind in ("added", "removed") else "—" if m.change is None else f"{m.change:+.1%}"
+
+
+def _module_style(m: md.ModuleMove) -> str:
+    return "dim" if m.kind == "rest" else "bold" if m.emphasised else ""
+
+
+def module_table(b: BenchmarkComparison, diff: md.ModuleDiff, phase: str,
+                 top: int | None = md.DEFAULT_TOP) -> TableSpec[md.ModuleMove]:
+    """The ``top`` modules that moved most in one phase of one case, then the rest of the phase's
+    move (:data:`~bench.module_diff.REST`), each with its share of the case's move."""
+    p = diff.phases[phase]
+    shown = list(p.top(top))
+    rows = shown + ([p.rest] if p.rest is not None else [])
+    unit = _MS.unit
+    columns: list[Column[md.ModuleMove]] = [
+        Column("module", lambda m: m.name, no_wrap=True, priority=9, code=True, style=_module_style),
+        Column("type", lambda m: m.type, no_wrap=True, priority=5, style=_module_style),
+        Column(f"base ({unit})", lambda m: _ms(m.base_s), "right", priority=3),
+        Column(f"head ({unit})", lambda m: _ms(m.head_s), "right", priority=4),
+        Column(f"Δ ({unit})", lambda m: _ms(m.delta_s, signed=True), "right", priority=8),
+        Column("change", _change, "right", priority=6),
+        Column("share of move", _share, "right", priority=7),
+    ]
+    if diff.paired:
+        columns.append(Column("95% CI", lambda m: "—" if m.interval is None else
+                              f"{m.interval[0]:+.1%} to {m.interval[1]:+.1%}", "right", priority=2))
+    how = ("paired rounds: Hodges–Lehmann per module" if diff.paired else "medians per module")
+    rel = None if p.delta_s is None or not p.base_s else p.delta_s / p.base_s
+    moved = f"{_ms(p.delta_s, signed=True)} {unit} ({_pct(rel)})" if p.delta_s is not None else "no phase time"
+    left = len(p.moves) - len(shown)
+    footer = [f"{left} more module(s) moved less (--modules-top N shows more)"] if left > 0 else []
+    if p.rest is not None:
+        footer.append(f"shares are of the {phase} move {moved}; {md.REST}: the part no module accounts for")
+    coverage = [f"{side} {v:.0%}" for side, v in zip(("base", "head"), p.coverage) if v is not None]
+    if coverage:
+        footer.append("the modules cover " + ", ".join(coverage) + f" of the {phase} time")
+    return TableSpec(f"where {b.name} moved, {phase} {moved} — {how}, depth {diff.depth}", columns, rows,
+                     footer="; ".join(footer))
+
+
+def module_tables(c: Comparison, *, top: int | None = md.DEFAULT_TOP,
+                  cases: int | None = None) -> tuple[list[TableSpec[md.ModuleMove]], int]:
+    """Per moved case with a breakdown (at most ``cases`` of them), a table per phase that moved;
+    and how many cases were left out."""
+    diffs = moved_module_diffs(c)
+    shown = diffs if cases is None else diffs[:cases]
+    tables = [module_table(b, diff, phase, top) for b, diff in shown for phase in _shown_phases(b, diff)]
+    return tables, len(diffs) - len(shown)
+
+
+_WHERE_TITLE = "Where it moved (per module)"
+
+
+def _where_intro(left: int) -> str:
+    more = f" {left} more moved case(s) not shown (--json lists every one)." if left else ""
+    return ("Per regressed or improved case with a module breakdown (--bench-modules): the modules whose time "
+            "moved most, with their share of the case's move in that phase; bold: deformable, attention and "
+            "dynamic-convolution modules (docs/module-diff.md)." + more)
+
 # ----------------------------------------------------------------------------------------------
 # text
 # ----------------------------------------------------------------------------------------------
@@ -382,9 +504,11 @@ _MARKDOWN_PREFIX: Mapping[Level, str] = {Level.ERROR: "Warning", Level.WARNING: 
 # ----------------------------------------------------------------------------------------------
 
 
-def render_terminal(c: Comparison, *, show_all: bool = False, limit: int | None = TERMINAL_ROWS) -> RenderableType:
+def render_terminal(c: Comparison, *, show_all: bool = False, limit: int | None = TERMINAL_ROWS,
+                    modules_top: int | None = md.DEFAULT_TOP) -> RenderableType:
     """The report for a terminal or CI log. Without ``show_all`` each table lists every regression
-    and failure plus at most ``limit`` other rows (the largest moves)."""
+    and failure plus at most ``limit`` other rows (the largest moves); under them, where each moved
+    case's time went, ``modules_top`` modules per phase."""
     bound = None if show_all else limit
     parts: list[RenderableType] = [
         Text(f"bench compare  base: {c.base.path}  head: {c.head.path}", style="bold"),
@@ -397,12 +521,17 @@ def render_terminal(c: Comparison, *, show_all: bool = False, limit: int | None 
         if summary.rows:
             parts.append(summary.to_rich())
         parts += [t.to_rich() for t in change_tables(c, show_all=show_all, limit=bound)]
+        where, left = module_tables(c, top=modules_top, cases=None if show_all else TERMINAL_MODULE_CASES)
+        if where:
+            parts.append(Text(_WHERE_TITLE, style="bold underline"))
+            parts.append(Text(_where_intro(left), style="dim"))
+            parts += [t.to_rich() for t in where]
     style = "bold green" if c.exit_code == EXIT_OK else "bold red"
     parts.append(Text(headline(c), style=style))
     return Group(*parts)
 
 
-def to_markdown(c: Comparison, *, limit: int | None = MARKDOWN_ROWS) -> str:
+def to_markdown(c: Comparison, *, limit: int | None = MARKDOWN_ROWS, modules_top: int | None = md.DEFAULT_TOP) -> str:
     """For a CI job summary or a pull-request comment. Every regression and failure is listed; the
     other rows of each table are bounded by ``limit`` (``None``: all)."""
     icon = {EXIT_OK: "✅", EXIT_REGRESSION: "❌", EXIT_INCOMPARABLE: "⚠️"}.get(c.exit_code, "")
@@ -423,6 +552,11 @@ def to_markdown(c: Comparison, *, limit: int | None = MARKDOWN_ROWS) -> str:
         lines += [f"### {md_text(summary.title)}", "", summary.to_markdown(), ""]
     for table in change_tables(c, limit=limit):
         lines += [f"#### {md_text(table.title)}", "", table.to_markdown(), ""]
+    where, left = module_tables(c, top=modules_top, cases=MARKDOWN_MODULE_CASES)
+    if where:
+        lines += [f"### {_WHERE_TITLE}", "", md_text(_where_intro(left)), ""]
+        for table in where:
+            lines += [f"#### {md_text(table.title)}", "", table.to_markdown(), ""]
     everything = summary_table(c, show_all=True, limit=limit)
     lines += ["<details><summary>All benchmarks</summary>", "", everything.to_markdown(), "", "</details>", ""]
     return "\n".join(lines)
@@ -435,7 +569,7 @@ def _run_text(r: Results) -> str:
 
 def _benchmark_json(b: BenchmarkComparison, c: Comparison) -> dict[str, Any]:
     floors = c.floors
-    return {
+    out: dict[str, Any] = {
         "name": b.name,
         "status": b.status.value,
         "gates": b.gates,
@@ -460,6 +594,10 @@ def _benchmark_json(b: BenchmarkComparison, c: Comparison) -> dict[str, Any]:
             for d in b.metrics
         ],
     }
+    diff = benchmark_module_diff(b)
+    if diff is not None:  # files without a breakdown keep the shape they always had
+        out["modules"] = md.diff_json(diff)
+    return out
 
 
 def _json_envelope(c: Comparison) -> dict[str, Any]:
@@ -498,7 +636,8 @@ def json_chunks(c: Comparison) -> Iterator[str]:
     yield "\n  ]\n}\n"
 
 
-def to_html(c: Comparison, *, cost: str = "macs", limit: int | None = HTML_ROWS) -> str:
+def to_html(c: Comparison, *, cost: str = "macs", limit: int | None = HTML_ROWS,
+            modules_top: int | None = md.DEFAULT_TOP) -> str:
     """A single self-contained page: the verdict tables (every regression and failure, the other
     rows bounded by ``limit``), then the charts for both runs."""
     from bench import charts
@@ -514,16 +653,36 @@ def to_html(c: Comparison, *, cost: str = "macs", limit: int | None = HTML_ROWS)
     if not c.blocked:
         blocks.append(summary_table(c, show_all=True, limit=limit).to_html())
         blocks += [t.to_html() for t in change_tables(c, limit=limit)]
+        blocks += _where_html(c, modules_top)
     blocks += charts.run_charts([("base", c.base), ("head", c.head)], cost=cost)
     return charts.page("archbench compare", blocks)
+
+
+def _where_html(c: Comparison, top: int | None) -> list[Any]:
+    """The "where it moved" section: the tables, then per moved case the bars of time and MACs per
+    module, base beside head (nothing at all for runs without breakdowns)."""
+    from bench import charts
+
+    diffs = moved_module_diffs(c)
+    if not diffs:
+        return []
+    tables, _ = module_tables(c, top=top)
+    # the emphasised modules' cells are bold; the page's own style sheet has no plain bold class
+    blocks: list[Any] = [
+        f"<h2>{html.escape(_WHERE_TITLE)}</h2><style>.st-bold {{ font-weight: bold; }}</style>"
+        f"<p class='caption'>{html.escape(_where_intro(0))}</p>",
+        *(t.to_html() for t in tables),
+    ]
+    blocks += charts.module_charts([("base", c.base), ("head", c.head)], cases=[b.case for b, _ in diffs])
+    return blocks
 
 
 def write_outputs(c: Comparison, output: OutputOptions, console: Console | None = None) -> None:
     """Write the files ``output`` asks for (atomically), saying so on ``console``."""
     outputs: list[tuple[Path | None, Callable[[], Any]]] = [
-        (output.markdown, lambda: to_markdown(c)),
+        (output.markdown, lambda: to_markdown(c, modules_top=output.modules_top)),
         (output.json, lambda: json_chunks(c)),
-        (output.html, lambda: to_html(c, cost=output.cost)),
+        (output.html, lambda: to_html(c, cost=output.cost, modules_top=output.modules_top)),
     ]
     for path, render in outputs:
         if path is not None:
@@ -572,7 +731,16 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report with charts")
     p.add_argument("--json", type=Path, metavar="FILE", help="write every verdict as JSON")
     p.add_argument("--cost", choices=sorted(charts.COSTS), default="macs", help="initial x axis of the accuracy chart")
+    p.add_argument("--modules-top", type=_positive_int, default=md.DEFAULT_TOP, metavar="N",
+                   help=f"modules listed per phase where a case with a breakdown moved (default {md.DEFAULT_TOP})")
     p.set_defaults(func=lambda args: _cli(args, p))
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
 
 
 def _cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -586,7 +754,7 @@ def _cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     settings = CompareSettings(thresholds=thresholds, allow_incomparable=args.allow_incomparable,
                                noise_z=args.noise_z)
     output = OutputOptions(show_all=args.show_all, markdown=args.markdown, html=args.html, json=args.json,
-                           cost=args.cost)
+                           cost=args.cost, modules_top=args.modules_top)
     return run(args.base, args.head, settings, output)
 
 
@@ -608,7 +776,7 @@ def run(
         errors.print(Text(f"bench compare: unusable input: {exc}", style="bold red"))
         return exc.exit_code
     comparison = compare_runs(base, head, settings)
-    console.print(render_terminal(comparison, show_all=output.show_all))
+    console.print(render_terminal(comparison, show_all=output.show_all, modules_top=output.modules_top))
     if comparison.blocked:
         errors.print(Text(
             f"bench compare: runs not comparable: {'; '.join(comparison.incomparable)}. "
@@ -620,7 +788,8 @@ def run(
 
 
 __all__ = [
-    "ChangeRow", "OutputOptions", "change_tables", "format_change", "format_delta", "headline", "json_chunks",
+    "ChangeRow", "OutputOptions", "benchmark_module_diff", "change_tables", "module_table", "module_tables",
+    "moved_module_diffs", "format_change", "format_delta", "headline", "json_chunks",
     "noise_text", "render_terminal", "rule_text", "run", "summary_table", "to_html", "to_json", "to_markdown",
     "warnings_of", "write_outputs",
 ]

@@ -4,7 +4,7 @@ The terminal gets the measured numbers (one table per record kind, columns from
 :data:`bench.metrics.METRICS`). The HTML page adds, for the same run: accuracy against a chosen cost,
 one panel per report on a log cost axis (labelled points, Pareto fronts; docs/charts.md), per-case time
 boxplots with accuracy as a line and accuracy boxplots over seeds (grouped by report), training curves,
-and a table of each report's own numbers beside the measured ones.
+per case measured with ``--bench-modules`` its time and MACs per module (stacked bars), and a table of each report's own numbers beside the measured ones.
 
 Exit codes: 0 written, 2 unusable input. The report's numbers come from ``suites``; a case the registry
 does not know (or a registry that cannot be imported) leaves those cells empty with the reason.
@@ -185,7 +185,9 @@ def report_blocks(results: Results, cost: str = "macs") -> list[charts.Block]:
             *(html.escape(str(x)) for x in (env.device, env.device_name, env.profile, env.torch, results.commit))
         ),
     ]
-    blocks += charts.run_charts([(Path(results.path).name, results)], cost=cost)
+    run = [(Path(results.path).name, results)]
+    blocks += charts.run_charts(run, cost=cost)
+    blocks += charts.module_charts(run)  # nothing for a run measured without --bench-modules
     blocks.append("<h2>Reported and measured</h2>")
     blocks.append(
         "<p>Measured accuracy comes from a short fixed training budget on the profile's dataset; it is not "
