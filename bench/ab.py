@@ -670,6 +670,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE",
                    help="as in bench compare: override a metric's threshold (repeatable)")
     p.add_argument("--all", dest="show_all", action="store_true", help="list unchanged benchmarks too")
+    p.add_argument("--modules-top", type=int, metavar="N",
+                   help="as in bench compare: modules listed per phase where a case with a breakdown moved")
     for flag, what in (("--markdown", "a Markdown summary"), ("--html", "an HTML report"), ("--json", "the verdicts")):
         p.add_argument(flag, type=Path, metavar="FILE", help=f"write {what} (as bench compare does)")
     p.set_defaults(func=_cli)
@@ -679,6 +681,8 @@ def compare_argv(args: argparse.Namespace) -> list[str]:
     """The ``bench compare`` arguments that ``bench ab``'s own options stand for."""
     argv = [f"--threshold={t}" for t in args.threshold]
     argv += ["--all"] if args.show_all else []
+    if getattr(args, "modules_top", None) is not None:
+        argv += [f"--modules-top={args.modules_top}"]
     for flag in ("markdown", "html", "json"):
         if getattr(args, flag) is not None:
             argv += [f"--{flag}", str(getattr(args, flag))]
