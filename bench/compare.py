@@ -555,8 +555,8 @@ def to_markdown(c: Comparison, *, limit: int | None = MARKDOWN_ROWS, modules_top
     where, left = module_tables(c, top=modules_top, cases=MARKDOWN_MODULE_CASES)
     if where:
         lines += [f"### {_WHERE_TITLE}", "", md_text(_where_intro(left)), ""]
-        for table in where:
-            lines += [f"#### {md_text(table.title)}", "", table.to_markdown(), ""]
+        for module_spec in where:
+            lines += [f"#### {md_text(module_spec.title)}", "", module_spec.to_markdown(), ""]
     everything = summary_table(c, show_all=True, limit=limit)
     lines += ["<details><summary>All benchmarks</summary>", "", everything.to_markdown(), "", "</details>", ""]
     return "\n".join(lines)
@@ -669,8 +669,8 @@ def _where_html(c: Comparison, top: int | None) -> list[Any]:
     tables, _ = module_tables(c, top=top)
     # the emphasised modules' cells are bold; the page's own style sheet has no plain bold class
     blocks: list[Any] = [
-        f"<h2>{html.escape(_WHERE_TITLE)}</h2><style>.st-bold {{ font-weight: bold; }}</style>"
-        f"<p class='caption'>{html.escape(_where_intro(0))}</p>",
+        (f"<h2>{html.escape(_WHERE_TITLE)}</h2><style>.st-bold {{ font-weight: bold; }}</style>"
+         f"<p class='caption'>{html.escape(_where_intro(0))}</p>"),
         *(t.to_html() for t in tables),
     ]
     blocks += charts.module_charts([("base", c.base), ("head", c.head)], cases=[b.case for b, _ in diffs])
@@ -788,8 +788,7 @@ def run(
 
 
 __all__ = [
-    "ChangeRow", "OutputOptions", "benchmark_module_diff", "change_tables", "module_table", "module_tables",
-    "moved_module_diffs", "format_change", "format_delta", "headline", "json_chunks",
-    "noise_text", "render_terminal", "rule_text", "run", "summary_table", "to_html", "to_json", "to_markdown",
+    "ChangeRow", "OutputOptions", "benchmark_module_diff", "change_tables", "format_change", "format_delta",
+    "headline", "json_chunks", "module_table", "module_tables", "moved_module_diffs", "noise_text", "render_terminal", "rule_text", "run", "summary_table", "to_html", "to_json", "to_markdown",
     "warnings_of", "write_outputs",
 ]

@@ -413,3 +413,90 @@ def test_report_numbers_table_with_the_registry(tmp_path: Path, monkeypatch: pyt
     assert cnn.params_reported == "0.585383" and cnn.params_delta == "+0.00%"
     assert cnn.accuracy_reported == "DogBreeds7 59.23" and cnn.accuracy_measured == "synthetic 59.00"
     assert rows["resnet50_dcn_0000"].note == "not a case of the registry"
+
+
+# -- time and MACs per module (--bench-modules) -------------------------------------------------------
+
+MODULE_CASE = "flowers_resnet18_deform_after_conv1"
+
+
+def _module_runs(tmp_path: Path) -> list[charts.Run]:
+    from results_factory import slow_module, with_modules
+
+    runs: list[charts.Run] = []
+    for label, seed in (("base", 0), ("head", 1)):
+        records = standard_run(seed)
+        record = with_modules(step_record(MODULE_CASE, "flowers", forward_s=0.06, noise_seed=seed), noise_seed=seed)
+        if label == "head":
+            slow_module(record, "conv1.1", 1.4, "backward")
+        records.append(record)
+        runs.append((label, load_results(write_results(tmp_path / f"{label}.json", records))))
+    return runs
+
+
+def test_module_breakdown_traces_are_the_modules_in_model_order_and_add_up(tmp_path: Path) -> None:
+    from bench.module_diff import REST, leaves
+
+    runs = _module_runs(tmp_path)
+    fig = charts.module_breakdown(runs, MODULE_CASE)
+    assert fig is not None
+    record = charts.cases_of(runs[0][1])[MODULE_CASE].step
+    assert record is not None and record.modules is not None
+    names = [m["name"] for m in leaves(record.modules, 2)]
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert [re.sub("</?b>", "", n) for n in legend] == [*names, REST]
+    assert "<b>conv1.1</b>" in legend and "conv1.0" in legend  # only the deformable one in bold
+    # three panels (forward, backward, MACs), each with one bar per run, base first
+    panels: dict[str, list[go.Bar]] = {}
+    for t in fig.data:
+        panels.setdefault(t.xaxis, []).append(t)
+        assert list(t.y) == ["base", "head"] and t.orientation == "h"
+    assert len(panels) == 3
+    time_scale, macs_scale = charts.METRICS["time_forward_s"].scale, charts.METRICS["macs_forward"].scale
+    for (label, results), side in zip(runs, range(2)):
+        rec = charts.cases_of(results)[MODULE_CASE].step
+        assert rec is not None
+        totals = [sum(t.x[side] or 0 for t in panels[axis]) for axis in ("x", "x2", "x3")]
+        # each bar is its phase's median (modules and the rest) and the case's MACs
+        assert totals[0] == pytest.approx(rec.time_forward_s * time_scale)  # type: ignore[operator]
+        assert totals[1] == pytest.approx(rec.time_backward_s * time_scale)  # type: ignore[operator]
+        assert totals[2] == pytest.approx(rec.macs_forward * macs_scale)  # type: ignore[operator]
+    # the slower head: its conv1.1 segment of the backward panel is 40 % longer
+    conv = next(t for t in panels["x2"] if t.name == "<b>conv1.1</b>")
+    assert conv.x[1] / conv.x[0] == pytest.approx(1.4, abs=0.06)
+    # emphasised: dark and hatched; the others light and plain; every segment labelled with its name
+    for t in fig.data:
+        emphasised = t.name == "<b>conv1.1</b>"
+        assert (t.marker.pattern.shape == "/") is emphasised
+        assert list(t.text) == [t.name, t.name]
+    assert fig.layout.barmode == "stack" and fig.layout.uniformtext.mode == "hide"
+
+
+def test_module_charts_only_where_there_is_a_breakdown(tmp_path: Path) -> None:
+    runs = _module_runs(tmp_path)
+    assert charts.module_charts([(label, load_results(write_results(tmp_path / "plain.json", standard_run())))
+                                 for label in ("run",)]) == []
+    blocks = charts.module_charts(runs)
+    assert len(charts.figures(blocks)) == 1 and "Time and MACs per module" in blocks[0]
+    assert charts.module_charts(runs, cases=["dogbreed_cnn"]) == []  # a case without one draws nothing
+    assert len(charts.figures(charts.module_charts(runs, limit=0))) == 0
+
+
+def test_report_page_draws_module_charts_for_cases_with_a_breakdown(tmp_path: Path) -> None:
+    runs = _module_runs(tmp_path)
+    blocks = report.report_blocks(runs[0][1])
+    titles = [f.layout.title.text for f in charts.figures(blocks)]
+    assert any(MODULE_CASE in t and "per module" in t for t in titles)
+    plain = report.report_blocks(load_results(write_results(tmp_path / "plain.json", standard_run())))
+    assert not any("per module" in str(f.layout.title.text) for f in charts.figures(plain))
+
+
+def test_compare_page_draws_module_charts_only_for_moved_cases(tmp_path: Path) -> None:
+    from bench import compare
+    from bench.verdicts import compare_runs
+
+    runs = _module_runs(tmp_path)
+    page = compare.to_html(compare_runs(runs[0][1], runs[1][1]))
+    assert page.count("time and MACs per module") == 1 and "Where it moved (per module)" in page
+    same = compare.to_html(compare_runs(runs[0][1], runs[0][1]))
+    assert "time and MACs per module" not in same and "Where it moved" not in same

@@ -381,3 +381,87 @@ def test_compare_screenshot_draws_base_and_head(committed: tuple[Path, Path], tm
     page = tmp_path / "compare-1280.html"
     compare.run(*committed, output=compare.OutputOptions(html=page, cost="step_time"))
     _check_accuracy_screenshot(page, tmp_path, [("base", load_results(committed[0])), ("head", load_results(committed[1]))])
+
+
+# -- time and MACs per module (--bench-modules): drawn, labelled, no sideways scroll ----------------------
+
+#: Like _MEASURE, for bar charts: per chart its title, the bar traces drawn and every segment label
+#: plotly drew (a label that does not fit is not drawn: the legend names it).
+_MEASURE_BARS = """<script>
+window.addEventListener('load', async () => {
+  await new Promise(done => setTimeout(done, 2000));
+  const out = {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth, charts: {}};
+  for (const div of document.querySelectorAll('div.js-plotly-plot')) {
+    const box = div.getBoundingClientRect();
+    const title = div.querySelector('text.gtitle');
+    out.charts[div.id] = {
+      title: title ? title.textContent : '', left: box.left, right: box.right,
+      top: box.top + window.scrollY, bottom: box.bottom + window.scrollY,
+      bars: div.querySelectorAll('g.trace.bars').length,
+      legend: [...div.querySelectorAll('g.legend text.legendtext')].map(t => t.textContent),
+      texts: [...div.querySelectorAll('text.bartext')].map(t => {
+        const r = t.getBoundingClientRect();
+        return {text: t.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+                bold: /font-weight:\\s*bold/.test(t.innerHTML)};
+      }).filter(t => t.right - t.left > 0),
+    };
+  }
+  const pre = document.createElement('pre');
+  pre.id = 'measured'; pre.style.display = 'none'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.fixture
+def module_runs(tmp_path: Path) -> tuple[Path, Path]:
+    """Base and head with a breakdown of the deformable-stem ResNet-18; head's conv1.1 is 40 % slower."""
+    from results_factory import slow_module, step_record, with_modules
+
+    paths = []
+    for label, seed in (("base", 0), ("head", 1)):
+        records = standard_run(seed)
+        record = with_modules(step_record(MODULE_CASE, "flowers", forward_s=0.06, noise_seed=seed), noise_seed=seed)
+        if label == "head":
+            slow_module(record, "conv1.1", 1.4, "backward")
+        paths.append(write_results(tmp_path / f"{label}.json", [*records, record]))
+    return paths[0], paths[1]
+
+
+MODULE_CASE = "flowers_resnet18_deform_after_conv1"
+
+
+@needs_chromium
+def test_module_chart_draws_and_reads_at_1280_px(module_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    page = tmp_path / "compare-modules.html"
+    assert compare.run(*module_runs, output=compare.OutputOptions(html=page)) == 1
+    measured_page = tmp_path / "measured-modules.html"
+    measured_page.write_text(page.read_text().replace("</body>", _MEASURE_BARS + "</body>"))
+    dom, log = _dump_dom(measured_page, tmp_path, window=(READER_WIDTH, 2000))
+    assert "Uncaught" not in log, log[-3000:]
+    found = re.search(r'<pre id="measured"[^>]*>(.*?)</pre>', dom, re.DOTALL)
+    assert found, "the measuring script did not run"
+    measured = json.loads(html.unescape(found.group(1)))
+    assert measured["innerWidth"] == READER_WIDTH
+    assert measured["scrollWidth"] <= READER_WIDTH, f"the page scrolls sideways: {measured['scrollWidth']} px wide"
+    chart = measured["charts"]["chart-0"]  # the section comes before the run's charts
+    assert MODULE_CASE in chart["title"] and "per module" in chart["title"]
+    base, head = (load_results(p) for p in module_runs)
+    fig = charts.module_breakdown([("base", base), ("head", head)], MODULE_CASE)
+    assert fig is not None
+    assert chart["bars"] == len(fig.data), "every module's bars were drawn"
+    assert chart["right"] <= READER_WIDTH
+    # the legend names every module, in model order; the segments that fit carry their names
+    assert chart["legend"] == [re.sub("</?b>", "", t.name) for t in fig.data if t.showlegend]
+    texts = chart["texts"]
+    assert sum(t["text"] == "conv1.1" for t in texts) == 6, "conv1.1 is named on each of its six segments"
+    assert all(t["bold"] for t in texts if t["text"] == "conv1.1")
+    assert len(texts) >= 30
+    assert _overlapping(texts) == [], "segment labels overlap"
+    assert all(chart["left"] - 1 <= t["left"] and t["right"] <= chart["right"] + 1 for t in texts)
+    # as a reader sees it: the deformable module's dark blue is there, on both bars of every panel
+    top, bottom = math.floor(chart["top"]), math.ceil(chart["bottom"])
+    png = _screenshot(page, tmp_path, bottom + 20)
+    counts, ink, _ = _colour_counts(png, {"deform": charts._EMPHASIS_COLORS[0]}, (top, bottom), tolerance=30)
+    assert ink > 0.2, "the chart is (nearly) blank"
+    assert counts["deform"][0] > 20 * _MARK_PIXELS, counts

@@ -211,7 +211,7 @@ def test_the_slower_module_is_named_first_in_every_rendering(tmp_path: Path, pai
     # Markdown: a section whose first row is conv1.1
     markdown = compare.to_markdown(c)
     section = markdown[markdown.index("### Where it moved"):]
-    first = [line for line in section.splitlines() if line.startswith("| `")][0]
+    first = next(line for line in section.splitlines() if line.startswith("| `"))
     assert first.startswith("| `conv1.1` | DeformConv2d |")
     # JSON: every leaf, largest first, with its share
     entry = next(b for b in compare.to_json(c)["benchmarks"] if b["name"] == NAME)
