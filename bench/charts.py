@@ -876,7 +876,9 @@ MAX_MODULE_CHARTS = 64
 #: Plain modules in light colours, so that dark text on them reads; the modules the reports study in
 #: a dark colour with a hatch, found at a glance, and named in bold.
 _MODULE_COLORS = qualitative.Pastel1 + qualitative.Pastel2
-_EMPHASIS_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
+#: Paul Tol's dark muted colours: none is a report's colour (:data:`REPORT_COLORS`), so that a hatched
+#: segment is never read as belonging to a report.
+_EMPHASIS_COLORS = ("#332288", "#882255", "#117733", "#AA4499")
 _REST_COLOR = "#E5E5E5"
 _BAR_PX = 34  # px per bar (one bar per run), so that a segment's label has room
 _ROW_GAP_PX = 75  # px between the three panels: a panel title and an x-axis tick row
