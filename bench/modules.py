@@ -21,12 +21,13 @@ attributing backward ops to modules needs its sequence-number linkage anyway. In
   phase's own end-of-phase synchronisation.
 * Backward: no module backward hooks. ``register_full_backward_hook`` wraps a module's inputs and outputs
   in an identity autograd Function, and torchvision's ``ReLU(inplace=True)`` then fails on the next
-  module's output ("a view ... is being modified inplace"). Instead each autograd node created during a
-  module's forward call (autograd numbers nodes in creation order: those numbered between the numbers
-  before and after the call, found by walking back from the call's outputs, captured before any later
-  in-place op rebases them; plus the AccumulateGrad nodes of the leaves they reach) gets a pre- and a
-  post-hook that mark the time. A call's backward time is from the first of its nodes starting to the
-  last finishing; CUDA work is attributed because the marks are events on the stream the node runs on.
+  module's output ("a view ... is being modified inplace"). Instead autograd's own numbering: it numbers
+  the nodes it creates in creation order, so the forward hooks read the counter before and after each
+  call, and the nodes numbered in between are the call's (plus the AccumulateGrad nodes they feed: its
+  parameters' gradient accumulation). Between the timed forward and backward phases the graph is walked
+  once from the loss, and every node gets a pre- and a post-hook that mark its start and end. A call's
+  backward time is from the first of its nodes starting to the last finishing; CUDA work is attributed
+  because the marks are events on the stream the node runs on.
 * The whole forward and backward phase are timed in the same rounds (``Device.timed``, as the phases of
   the ordinary rounds), and ``modules_coverage`` is the leaves' median sum over the phase's median.
   What it leaves out: the loss, code a parent runs between its children (ViT's class token and position
@@ -54,15 +55,16 @@ backward interleave (parallel branches) overlap, and the coverage can then excee
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import functools
 import statistics
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_leaves
 
 if TYPE_CHECKING:
     from bench.devices import Device, Stopwatch
@@ -125,26 +127,30 @@ def select_modules(model: nn.Module, depth: int = DEFAULT_DEPTH) -> list[Entry]:
 
 @dataclass
 class _Call:
-    """One forward call of one module: its marks and the autograd nodes it created."""
+    """One forward call of one module: its marks and the autograd numbers of the nodes it created."""
 
     start: Any
-    seq: int
+    lo: int
     end: Any = None
-    nodes: list[int] = field(default_factory=list)
+    hi: int = 0
 
 
 class _Round:
-    """Hooks for one round: module hooks mark forward calls and register node hooks for the backward."""
+    """Hooks for one round. Module hooks only mark each call's start and end and read autograd's node
+    counter, so that the forward pass stays cheap; between the timed forward and backward phases
+    :meth:`hook_graph` walks the graph once from the loss and hooks every node's start and end."""
 
     def __init__(self, entries: Sequence[Entry], watch: Stopwatch) -> None:
         self.entries = entries
         self.watch = watch
         self.calls: list[list[_Call]] = [[] for _ in entries]
         self.open: list[list[_Call]] = [[] for _ in entries]
-        self.node_index: dict[Any, int] = {}
+        self.seqs: list[int] = []  # sorted autograd numbers of the graph's nodes (AccumulateGrad aside)
+        self.order: list[int] = []  # their node indices, in that order
+        #: Per AccumulateGrad node: its index and the numbers of the nodes that feed it.
+        self.accumulate: list[tuple[int, list[int]]] = []
         self.pre: list[Any] = []
         self.post: list[Any] = []
-        self._keep: list[Any] = []  # the nodes, alive until the round is read
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -166,76 +172,81 @@ class _Round:
     def _post_hook(self, i: int) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             call = self.open[i].pop()
-            call.end = self.watch.mark()
-            if torch.is_grad_enabled():
-                call.nodes = self._claim(output, call.seq, _sequence_nr())
+            call.end, call.hi = self.watch.mark(), _sequence_nr()
             self.calls[i].append(call)
         return hook
 
-    def _claim(self, output: Any, lo: int, hi: int) -> list[int]:
-        """Indices of the nodes created in ``[lo, hi)`` reachable from ``output``, and the AccumulateGrad
-        nodes they feed; each gets (once per round) the hooks that mark its backward."""
-        stack: list[tuple[Any, bool]] = [(t.grad_fn, False) for t in tree_leaves(output)
-                                         if isinstance(t, torch.Tensor) and t.grad_fn is not None]
-        seen: set[Any] = set()
-        claimed: list[int] = []
+    def hook_graph(self, loss: torch.Tensor) -> None:
+        """Give every node of ``loss``'s graph a pre-hook and a post-hook that mark its backward. Walking
+        from the loss finds nodes that a later in-place op rebased (a BatchNorm's output that an in-place
+        ReLU overwrote is still reached through the ReLU's node)."""
+        root = loss.grad_fn
+        if root is None:
+            return
+        index: dict[Any, int] = {}
+        numbered: list[tuple[int, int]] = []
+        feeders: dict[int, list[int]] = {}
+        stack = [root]
         while stack:
-            node, from_inside = stack.pop()
-            if node in seen:
+            node = stack.pop()
+            if node in index:
                 continue
+            i = index[node] = self._hook(node)
             seq = node._sequence_nr()
-            accumulate = seq == _ACCUMULATE
-            if not (lo <= seq < hi or (accumulate and from_inside)):
-                continue
-            seen.add(node)
-            claimed.append(self._hooked(node))
-            if not accumulate:
-                stack.extend((f, True) for f, _ in node.next_functions if f is not None)
-        return claimed
+            numbered.append((seq, i))
+            for nxt, _ in node.next_functions:
+                if nxt is None:
+                    continue
+                if nxt._sequence_nr() == _ACCUMULATE:
+                    if nxt not in index:
+                        index[nxt] = self._hook(nxt)
+                    feeders.setdefault(index[nxt], []).append(seq)
+                else:
+                    stack.append(nxt)
+        numbered.sort()
+        self.seqs = [seq for seq, _ in numbered]
+        self.order = [i for _, i in numbered]
+        self.accumulate = list(feeders.items())
 
-    def _hooked(self, node: Any) -> int:
-        index = self.node_index.get(node)
-        if index is not None:
-            return index
-        index = len(self.pre)
-        self.node_index[node] = index
+    def _hook(self, node: Any) -> int:
+        i = len(self.pre)
         self.pre.append(None)
         self.post.append(None)
-        self._keep.append(node)
 
         def pre(grad_outputs: Any) -> None:
-            if self.pre[index] is None:
-                self.pre[index] = self.watch.mark()
+            if self.pre[i] is None:
+                self.pre[i] = self.watch.mark()
 
         def post(grad_inputs: Any, grad_outputs: Any) -> None:
-            self.post[index] = self.watch.mark()
+            self.post[i] = self.watch.mark()
 
         node.register_prehook(pre)
         node.register_hook(post)
-        return index
+        return i
+
+    def _nodes(self, call: _Call) -> list[int]:
+        """The nodes a forward call created (numbered in its range) and the AccumulateGrad nodes they feed."""
+        first, last = bisect.bisect_left(self.seqs, call.lo), bisect.bisect_left(self.seqs, call.hi)
+        nodes = self.order[first:last]
+        nodes += [i for i, feeding in self.accumulate if any(call.lo <= seq < call.hi for seq in feeding)]
+        return nodes
 
     def read(self, origin: Any) -> dict[str, list[float]]:
         """Per module name: [forward seconds, backward seconds, calls], after the device has settled."""
-        cache: dict[int, float] = {}
-
-        def at(mark: Any) -> float:
-            key = id(mark)
-            if key not in cache:
-                cache[key] = self.watch.seconds(origin, mark)
-            return cache[key]
-
+        watch = self.watch
+        pre = [None if m is None else watch.seconds(origin, m) for m in self.pre]
+        post = [None if m is None else watch.seconds(origin, m) for m in self.post]
         out: dict[str, list[float]] = {}
         for entry, calls in zip(self.entries, self.calls):
             forward = backward = 0.0
             for call in calls:
-                forward += at(call.end) - at(call.start)
-                starts = [at(self.pre[n]) for n in call.nodes if self.pre[n] is not None]
-                ends = [at(self.post[n]) for n in call.nodes if self.post[n] is not None]
+                forward += watch.seconds(call.start, call.end)
+                nodes = self._nodes(call)
+                starts = [t for t in (pre[n] for n in nodes) if t is not None]
+                ends = [t for t in (post[n] for n in nodes) if t is not None]
                 if starts and ends:
                     backward += max(0.0, max(ends) - min(starts))
             out[entry.name] = [forward, backward, float(len(calls))]
-        self._keep.clear()
-        self.node_index.clear()
         return out
 
 
@@ -257,7 +268,8 @@ class Breakdown:
         origin = watch.mark()
         with state.installed():
             t_fwd, loss = self.device.timed(forward)
-            t_bwd, _ = self.device.timed(lambda: backward(loss))
+        state.hook_graph(loss)  # between the two timed phases: in neither
+        t_bwd, _ = self.device.timed(functools.partial(backward, loss))
         del loss
         watch.settle()
         modules = state.read(origin)
@@ -368,9 +380,9 @@ def assemble(static: dict[str, Any], rounds: Sequence[dict[str, Any]],
             coverage[p] = sum(leaves) / whole
     overhead: dict[str, float] = {}
     for p in PHASES:
-        plain = (phase_medians or {}).get(p)
-        if plain and phase[p] is not None:
-            overhead[p] = phase[p] / plain
+        plain, measured = (phase_medians or {}).get(p), phase[p]
+        if plain and measured is not None:
+            overhead[p] = measured / plain
     return {
         "modules": modules,
         "modules_depth": int(static["depth"]),
