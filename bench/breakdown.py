@@ -1,8 +1,8 @@
 """``bench profile CASE``: one case's per-module breakdown as a table (docs/modules.md).
 
 Builds the case as ``pytest bench/`` does (the profile's batch and input, the run's device and threads),
-warms up, times ordinary training steps phase by phase, then runs the breakdown's own rounds
-(bench/modules.py) and prints, per module, forward and backward time, their share of the phase, MACs,
+warms up, then alternates an ordinary training step timed phase by phase with a round of the
+breakdown's own (bench/modules.py), and prints, per module, forward and backward time, their share of the phase, MACs,
 parameters and activation memory, with what the leaf modules cover of each phase and what the
 instrumentation cost. ``--json`` prints the same as the record's fields.
 """
@@ -54,6 +54,7 @@ def table_spec(result: Mapping[str, Any]) -> TableSpec[dict[str, Any]]:
 
 def footer(result: Mapping[str, Any]) -> str:
     coverage = result.get("modules_coverage") or {}
+    per_round = result.get("modules_coverage_per_round") or {}
     overhead = result.get("modules_overhead") or {}
     phases = result.get("modules_phase_samples_s") or {}
     parts = []
@@ -61,9 +62,12 @@ def footer(result: Mapping[str, Any]) -> str:
         samples = phases.get(phase) or []
         median = statistics.median(samples) if samples else None
         cov = coverage.get(phase)
-        parts.append(f"{phase} {_pct(cov)} % of {_ms(median)} ms" if cov is not None else f"{phase} —")
-    lines = ["coverage (the leaf modules' sum over the whole phase in the same rounds): " + "; ".join(parts)
-             + ". The rest: the loss, code between modules, autograd's scheduling."]
+        text = f"{phase} {_pct(cov)} % of {_ms(median)} ms" if cov is not None else f"{phase} —"
+        if per_round.get(phase) is not None:
+            text += f" (within each round: {_pct(per_round[phase])} %)"
+        parts.append(text)
+    lines = ["coverage (the leaf modules' medians summed over the whole phase's median, same rounds): "
+             + "; ".join(parts) + ". The rest: the loss, code between modules, autograd's scheduling."]
     if overhead:
         lines.append("instrumentation overhead (breakdown rounds' phase over the ordinary rounds'): "
                      + "; ".join(f"{p} ×{overhead[p]:.2f}" for p in ("forward", "backward") if p in overhead))
@@ -86,14 +90,18 @@ def measure(case_name: str, *, depth: int, rounds: int, device_name: str | None,
         run = StepBenchmark(case, device, profile.batch_size, input_size, seed=seed)
         try:
             run.warmup(profile.warmup_rounds, profile.warmup_min_s)
+            run.modules_prepare(depth)
+            run.measure_modules_static()
+            # an ordinary phased step and a breakdown round in turn, so that the overhead compares
+            # rounds that saw the same machine
             for _ in range(rounds):
                 run.train_step()
-            run.measure_modules(depth, rounds)
+                run.modules_round()
             fields = run.record_fields()
         finally:
             run.close()
     keep = ("time_forward_s", "time_backward_s", "modules", "modules_depth", "modules_coverage",
-            "modules_phase_samples_s", "modules_overhead")
+            "modules_coverage_per_round", "modules_phase_samples_s", "modules_overhead")
     return {"case": case.name, "batch_size": profile.batch_size, "input_size": input_size, "device": device.kind,
             "profile": profile.name, "rounds": rounds, **{k: fields.get(k) for k in keep}}
 
@@ -126,7 +134,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--depth", type=int, default=2, metavar="N",
                    help="1: the model's top-level children; 2 (default): also their blocks")
     p.add_argument("--rounds", type=int, default=5, metavar="N",
-                   help="ordinary rounds, then as many breakdown rounds (default 5)")
+                   help="breakdown rounds, each after an ordinary phased step (default 5)")
     add_argparse_option(p, "bench_device", "--device")
     add_argparse_option(p, "bench_profile", "--profile")
     add_argparse_option(p, "bench_batch_size", "--batch-size")

@@ -29,7 +29,9 @@ attributing backward ops to modules needs its sequence-number linkage anyway. In
   backward time is from the first of its nodes starting to the last finishing; CUDA work is attributed
   because the marks are events on the stream the node runs on.
 * The whole forward and backward phase are timed in the same rounds (``Device.timed``, as the phases of
-  the ordinary rounds), and ``modules_coverage`` is the leaves' median sum over the phase's median.
+  the ordinary rounds), and ``modules_coverage`` is the leaves' medians summed over the phase's median;
+  ``modules_coverage_per_round`` the median over rounds of the same ratio taken within each round,
+  which a busy machine's bursts (landing in a different module each round) do not pull down.
   What it leaves out: the loss, code a parent runs between its children (ViT's class token and position
   embedding), the autograd engine's scheduling between modules, and the optimizer step (not broken down).
 
@@ -378,6 +380,16 @@ def assemble(static: dict[str, Any], rounds: Sequence[dict[str, Any]],
         whole = phase[p]
         if leaves and whole:
             coverage[p] = sum(leaves) / whole
+    # The same ratio round by round, then its median: a burst of another process's work that lands in
+    # a different module in each round inflates the phase's median but no module's, and then the ratio
+    # of medians understates what the modules cover; within one round both sides see the burst.
+    per_round: dict[str, float] = {}
+    leaf_names = [m["name"] for m in modules if m.get("leaf")]
+    for i, p in enumerate(PHASES):
+        ratios = [sum(float(r["modules"][n][i]) for n in leaf_names if n in r["modules"]) / float(r[p])
+                  for r in rounds if r[p]]
+        if ratios and leaf_names:
+            per_round[p] = statistics.median(ratios)
     overhead: dict[str, float] = {}
     for p in PHASES:
         plain, measured = (phase_medians or {}).get(p), phase[p]
@@ -387,6 +399,7 @@ def assemble(static: dict[str, Any], rounds: Sequence[dict[str, Any]],
         "modules": modules,
         "modules_depth": int(static["depth"]),
         "modules_coverage": coverage or None,
+        "modules_coverage_per_round": per_round or None,
         "modules_phase_samples_s": phase_samples,
         "modules_overhead": overhead or None,
     }

@@ -172,6 +172,9 @@ class Record:
     #: Per phase ("forward", "backward"): the deepest modules' median times summed, over the whole phase's
     #: median in the same rounds, so the reader sees what the breakdown leaves out.
     modules_coverage: dict[str, float] | None = None
+    #: The same ratio within each breakdown round, its median over the rounds: on a busy machine another
+    #: process's bursts land in a different module each round and lift the phase's median but no module's.
+    modules_coverage_per_round: dict[str, float] | None = None
     #: The whole forward and backward phase timed in each breakdown round (aligned with the modules'
     #: samples), and their medians over the ordinary rounds' medians: what the instrumentation costs.
     modules_phase_samples_s: dict[str, list[float]] | None = None

@@ -196,6 +196,7 @@ def test_coverage_samples_and_medians_of_a_sequential() -> None:
     for phase in ("forward", "backward"):
         assert 0.5 <= result["modules_coverage"][phase] <= 1.05, (result["modules_coverage"],
                                                                    result["modules_phase_samples_s"])
+        assert 0.5 <= result["modules_coverage_per_round"][phase] <= 1.05, result["modules_coverage_per_round"]
         assert len(result["modules_phase_samples_s"][phase]) == rounds
     for m in result["modules"]:
         for phase in ("forward", "backward"):
