@@ -62,11 +62,11 @@ def footer(result: Mapping[str, Any]) -> str:
         samples = phases.get(phase) or []
         median = statistics.median(samples) if samples else None
         cov = coverage.get(phase)
-        text = f"{phase} {_pct(cov)} % of {_ms(median)} ms" if cov is not None else f"{phase} —"
-        if per_round.get(phase) is not None:
-            text += f" (within each round: {_pct(per_round[phase])} %)"
+        text = f"{phase} {_pct(per_round.get(phase))} % of {_ms(median)} ms"
+        if cov is not None:
+            text += f" (ratio of the medians: {_pct(cov)} %)"
         parts.append(text)
-    lines = ["coverage (the leaf modules' medians summed over the whole phase's median, same rounds): "
+    lines = ["coverage (the leaf modules' sum over the whole phase, within each round, median over rounds): "
              + "; ".join(parts) + ". The rest: the loss, code between modules, autograd's scheduling."]
     if overhead:
         lines.append("instrumentation overhead (breakdown rounds' phase over the ordinary rounds'): "
