@@ -7,7 +7,11 @@ minute: both sides build it and warm up, then take turns round by round in ABBA 
 even rounds, head first in odd ones, so neither side always goes first), each round timed per phase as
 ``pytest bench/`` times it. Static cost, memory and fixed-budget accuracy are measured once per side
 (training epochs alternate as well). Round ``i`` of base and round ``i`` of head form a pair, and
-``bench compare`` judges every time metric on the pairs' log ratios (:mod:`bench.paired`).
+``bench compare`` judges every time metric on the pairs' log ratios (:mod:`bench.paired`). With
+``--bench-modules`` the per-module breakdown (:mod:`bench.modules`) takes rounds of its own after the step
+rounds, in the same alternation and on the same workers, so that its per-module samples pair by round too;
+a breakdown that fails leaves the side's step record with status ``error``, and a side whose worker has no
+breakdown is measured without one.
 
 BASE and HEAD are each a directory holding a checkout of this project, or a git revision of the
 repository in the current directory (checked out into a temporary worktree that is always removed).
