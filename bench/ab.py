@@ -7,7 +7,11 @@ minute: both sides build it and warm up, then take turns round by round in ABBA 
 even rounds, head first in odd ones, so neither side always goes first), each round timed per phase as
 ``pytest bench/`` times it. Static cost, memory and fixed-budget accuracy are measured once per side
 (training epochs alternate as well). Round ``i`` of base and round ``i`` of head form a pair, and
-``bench compare`` judges every time metric on the pairs' log ratios (:mod:`bench.paired`).
+``bench compare`` judges every time metric on the pairs' log ratios (:mod:`bench.paired`). With
+``--bench-modules`` the per-module breakdown (:mod:`bench.modules`) takes rounds of its own after the step
+rounds, in the same alternation and on the same workers, so that its per-module samples pair by round too;
+a breakdown that fails leaves the side's step record with status ``error``, and a side whose worker has no
+breakdown is measured without one.
 
 BASE and HEAD are each a directory holding a checkout of this project, or a git revision of the
 repository in the current directory (checked out into a temporary worktree that is always removed).
@@ -47,7 +51,7 @@ FORWARDED = (
     "bench_case", "bench_suite", "bench_profile", "bench_device", "bench_batch_size", "bench_rounds",
     "bench_warmup", "bench_threads", "bench_malloc", "bench_epochs", "bench_seed", "bench_kind", "bench_data",
     "data_root", "bench_warmup_time", "bench_precision", "bench_memory_format", "bench_compile",
-    "bench_weights", "bench_allow_download",
+    "bench_weights", "bench_allow_download", "bench_modules", "bench_modules_depth", "bench_modules_rounds",
 )
 #: A pause before each turn. Without it the side that goes second in a round ran up to 2.3× slower
 #: (dogbreed_cnn backward, 2-vCPU VM): the first side's OpenMP threads keep spinning on both cores for
@@ -398,7 +402,12 @@ class Run:
         failures: dict[str, tuple[str, str]] = {}
         active = [s for s in SIDES if s in present]
 
-        def ask(side: str, op: str, k: int = 0, **fields: Any) -> dict[str, Any] | None:
+        # --bench-modules: a breakdown that fails leaves the side's step record (status error, its
+        # other fields kept); a side whose worker has no breakdown is measured without one.
+        module_failures: dict[str, tuple[str, str]] = {}
+        no_modules: set[str] = set()
+
+        def ask(side: str, op: str, k: int = 0, soft: bool = False, **fields: Any) -> dict[str, Any] | None:
             started = time.monotonic()
             try:
                 worker = self.worker(side, k)
@@ -413,6 +422,14 @@ class Run:
                 return None
             finally:
                 spent[side] += time.monotonic() - started
+            if not reply.get("ok") and soft:
+                if str(reply.get("error", "")).startswith("unknown request"):
+                    no_modules.add(side)
+                    self.logs[side].write(f"--- {case}: this side has no per-module breakdown ({reply.get('error')})\n")
+                else:
+                    module_failures[side] = (reply.get("status", "error"), f"modules: {reply.get('error')}")
+                    self.logs[side].write(str(reply.get("traceback", "")))
+                return None
             if not reply.get("ok"):
                 failures[side] = (reply.get("status", "error"), str(reply.get("error")))
                 self.logs[side].write(str(reply.get("traceback", "")))
@@ -450,6 +467,27 @@ class Run:
                         reply = ask(side, turn, r % workers)
                         if reply is not None:
                             rounds[side].append(reply)
+            module_rounds: dict[str, list[dict[str, Any]]] = {s: [] for s in SIDES}
+            module_static: dict[str, dict[str, Any]] = {}
+            if kind == "step" and self.settings.options.get("bench_modules"):
+                # the breakdown's own rounds, after the step rounds, in the same alternation and on the
+                # same workers, so that base's and head's per-module samples pair round by round
+                def breaking_down() -> list[str]:
+                    return [s for s in running() if s not in module_failures and s not in no_modules]
+
+                count = int(self.settings.options.get("bench_modules_rounds") or turns)
+                for r, order in enumerate(abba(count)):
+                    for side in order:
+                        if side in breaking_down():
+                            self.say(f"{where} {kind} {case}: modules round {r + 1}/{count}, {side}")
+                            time.sleep(self.settings.turn_gap_s)
+                            reply = ask(side, "modules_round", r % workers, soft=True)
+                            if reply is not None:
+                                module_rounds[side].append(reply)
+                for side in breaking_down():
+                    reply = ask(side, "modules_static", 0, soft=True)
+                    if reply is not None:
+                        module_static[side] = reply["static"]
             replies = {}
             for side in running():
                 for k in range(1, workers):
@@ -457,6 +495,10 @@ class Run:
                 reply = ask(side, finish)
                 if reply is not None:
                     replies[side] = _with_rounds(reply, rounds[side]) if kind == "step" else reply
+                    if side in module_static and side not in module_failures:
+                        replies[side] = _with_modules(replies[side], module_static[side], module_rounds[side])
+                    if side in module_failures:
+                        failures[side] = module_failures[side]
         except KeyboardInterrupt:
             for side in active:
                 self.store(side, case, kind, None, ("interrupted", "KeyboardInterrupt"))
@@ -582,6 +624,18 @@ def _with_rounds(reply: Mapping[str, Any], rounds: Sequence[Mapping[str, float]]
     return {**reply, "extra_info": extra, "stats": stats_of(step)}
 
 
+def _with_modules(reply: Mapping[str, Any], static: Mapping[str, Any],
+                  rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The step record with the breakdown of every worker's rounds, in round order (what the pairing
+    aligns), against the medians of the paired step rounds."""
+    from bench.modules import assemble
+
+    extra = dict(reply["extra_info"])
+    extra.update(assemble(dict(static), [dict(r) for r in rounds],
+                          {p: extra.get(f"time_{p}_s") for p in ("forward", "backward")}))
+    return {**reply, "extra_info": extra}
+
+
 # ----------------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------------
@@ -596,8 +650,8 @@ def parse_inject(specs: Sequence[str]) -> dict[str, dict[str, str]]:
         kind = kind or "error"
         if side and side not in SIDES:
             raise AbError(f"--bench-fail {spec!r}: side must be base or head")
-        if kind not in ("error", "oom", "crash", "hang"):
-            raise AbError(f"--bench-fail {spec!r}: kind must be error, oom, crash or hang")
+        if kind not in ("error", "oom", "crash", "hang", "modules"):
+            raise AbError(f"--bench-fail {spec!r}: kind must be error, oom, crash, hang or modules")
         for s in [side] if side else SIDES:
             out[s][case] = kind
     return out
@@ -665,7 +719,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--case-timeout", type=float, default=1800.0, metavar="SECONDS",
                    help="a side that takes longer over one case is killed and the case recorded as error")
     p.add_argument("--bench-fail", action="append", default=[], metavar="[SIDE/]CASE[:KIND]",
-                   help="force a failure (error, oom, crash, hang) in a case on one or both sides, to test the harness")
+                   help="force a failure (error, oom, crash, hang; modules: the breakdown only) in a case on one or "
+                        "both sides, to test the harness")
     # What bench compare is told after the measurement, spelled as bench compare spells it.
     p.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE",
                    help="as in bench compare: override a metric's threshold (repeatable)")

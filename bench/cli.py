@@ -1,4 +1,4 @@
-"""The ``bench`` command: ``bench list``, ``compare``, ``report``, ``merge``, ``ab`` and ``doctor``.
+"""The ``bench`` command: ``bench list``, ``compare``, ``report``, ``merge``, ``ab``, ``profile`` and ``doctor``.
 
 Each subcommand lives in the module that does the work and registers itself through an
 ``add_parser(subparsers)`` function that sets ``func``; this file only wires them together.
@@ -20,11 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported plainly: a subcommand whose module fails to import is a broken tool and must say so,
     # not vanish from the help. Imported here rather than at the top so that importing bench.cli stays
     # cheap.
-    from bench import ab, compare, doctor, listing, merge, report
+    from bench import ab, breakdown, compare, doctor, listing, merge, report
 
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (listing, compare, report, merge, ab, doctor):
+    for module in (listing, compare, report, merge, ab, breakdown, doctor):
         module.add_parser(sub)
     return parser
 

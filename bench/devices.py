@@ -84,6 +84,10 @@ class Device(Protocol):
 
     def synchronize(self) -> None: ...
 
+    def stopwatch(self) -> Stopwatch:
+        """Marks in time that cost no synchronisation (for the per-module breakdown, bench/modules.py)."""
+        ...
+
     def peak_memory(self, *owners: Any) -> contextlib.AbstractContextManager[Peak]:
         """Measure the peak tensor memory above the level at entry, over the block. ``owners``
         (modules, optimizers, tensors) are what is already live; the CPU tracker needs them named."""
@@ -115,6 +119,51 @@ class Device(Protocol):
         ...
 
     def is_oom(self, exc: BaseException) -> bool: ...
+
+
+class Stopwatch(Protocol):
+    """Points in time marked while work runs, read once it has finished: :meth:`mark` never waits for
+    the device, so marking inside a forward or backward pass does not change how its work overlaps.
+    Call :meth:`settle` (waits for the device) before :meth:`seconds`."""
+
+    def mark(self) -> Any: ...
+
+    def settle(self) -> None: ...
+
+    def seconds(self, start: Any, end: Any) -> float: ...
+
+
+class CpuStopwatch:
+    """CPU work is synchronous: a mark is ``perf_counter``."""
+
+    def mark(self) -> float:
+        return time.perf_counter()
+
+    def settle(self) -> None:
+        pass
+
+    def seconds(self, start: float, end: float) -> float:
+        return end - start
+
+
+class CudaStopwatch:
+    """A mark is a CUDA event recorded on the device's current stream *at the time of the mark* (autograd
+    runs each backward node on the stream of its forward op): the time at which the work queued on that
+    stream before the mark ends. Nothing waits until :meth:`settle`, which synchronises the device."""
+
+    def __init__(self, cuda: Any, index: int) -> None:
+        self.cuda, self.index = cuda, index
+
+    def mark(self) -> Any:
+        event = self.cuda.Event(enable_timing=True)
+        event.record(self.cuda.current_stream(self.index))
+        return event
+
+    def settle(self) -> None:
+        self.cuda.synchronize(self.index)
+
+    def seconds(self, start: Any, end: Any) -> float:
+        return float(start.elapsed_time(end)) / 1000.0  # elapsed_time is in milliseconds
 
 
 # glibc's mallopt parameters and their defaults (malloc/malloc.h, mallopt(3)).
@@ -180,6 +229,9 @@ class CpuDevice:
 
     def synchronize(self) -> None:
         pass
+
+    def stopwatch(self) -> CpuStopwatch:
+        return CpuStopwatch()
 
     @contextlib.contextmanager
     def peak_memory(self, *owners: Any) -> Iterator[Peak]:
@@ -322,6 +374,9 @@ class CudaDevice:
 
     def synchronize(self) -> None:
         self.cuda.synchronize(self.index)
+
+    def stopwatch(self) -> CudaStopwatch:
+        return CudaStopwatch(self.cuda, self.index)
 
     @contextlib.contextmanager
     def peak_memory(self, *owners: Any) -> Iterator[Peak]:

@@ -83,6 +83,10 @@ class StepBenchmark:
     macs_per_image: int | None = None
     #: The device's datasheet peak for the run's precision, or why there is none (set with the MACs).
     peak: Peak | NoPeak | None = None
+    #: ``--bench-modules`` (bench/modules.py): the breakdown, its static part and its rounds.
+    breakdown: Any = None
+    modules_static: dict[str, Any] | None = None
+    module_rounds: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.executor = Executor(self.modes, self.device.torch_device)
@@ -232,6 +236,56 @@ class StepBenchmark:
         self.memory = {"forward": fwd.bytes, "backward": bwd.bytes, "optimizer": opt.bytes, "inference": inf.bytes}
         self.step_peak, self.reserved_peak = step.allocated, step.reserved
 
+    # -- per-module breakdown (bench/modules.py) -------------------------------------------------------
+    def modules_prepare(self, depth: int) -> None:
+        """Select the modules to break down to ``depth``; on the case's own (eager) module, since hooks
+        would split a compiled graph."""
+        from bench.modules import Breakdown
+
+        self.breakdown = Breakdown(self.module, depth, self.device)
+
+    def _modules_step(self) -> dict[str, Any]:
+        def forward() -> torch.Tensor:
+            return self.executor.forward(lambda: compute_loss(self.case.regime, self.module, self.batch).total)
+
+        self.module.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.executor.scope():
+            return self.breakdown.round(forward, self._backward, after=self._optimizer_step)
+
+    def modules_round(self) -> dict[str, Any]:
+        """One breakdown round (an untimed one first): per-module and whole-phase forward and backward
+        times of one instrumented training step; never one of the timed rounds."""
+        if self.breakdown is None:
+            raise RuntimeError("modules_round before modules_prepare")
+        if not self.module_rounds:
+            self._modules_step()  # the hooks' first run allocates; keep it out of the samples
+        sample = self._modules_step()
+        self.module_rounds.append(sample)
+        return sample
+
+    def measure_modules_static(self) -> dict[str, Any]:
+        """Parameters, MACs per image at this run's input and activation bytes per module."""
+        if self.breakdown is None:
+            raise RuntimeError("measure_modules_static before modules_prepare")
+
+        def forward() -> torch.Tensor:
+            self.module.train()
+            self.optimizer.zero_grad(set_to_none=True)
+            return self.executor.forward(lambda: compute_loss(self.case.regime, self.module, self.batch).total)
+
+        with self.executor.scope():
+            self.modules_static = self.breakdown.static(
+                (self.case.in_channels, self.input_size, self.input_size), forward)
+        return self.modules_static
+
+    def measure_modules(self, depth: int, rounds: int) -> None:
+        """The breakdown as a stage of its own: static part, then ``rounds`` breakdown rounds."""
+        self.modules_prepare(depth)
+        self.measure_modules_static()
+        for _ in range(rounds):
+            self.modules_round()
+
     # -- telemetry, energy, efficiency ----------------------------------------------------------------
     def snapshot(self, when: str) -> None:
         """Device telemetry ``before`` the timed rounds or right ``after`` them (CUDA; None on CPU)."""
@@ -334,4 +388,9 @@ class StepBenchmark:
         out.update(telemetry_fields(self.telemetry.get("before"), self.telemetry.get("after")))
         out.update(self.energy)
         out.update(self._efficiency_fields(out))
+        if self.modules_static is not None and self.module_rounds:
+            from bench.modules import assemble
+
+            plain = {p: out.get(f"time_{p}_s") for p in ("forward", "backward")}
+            out.update(assemble(self.modules_static, self.module_rounds, plain))  # type: ignore[arg-type]
         return out

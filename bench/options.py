@@ -116,9 +116,17 @@ OPTIONS: dict[str, Option] = {
         Option("--bench-data", "dataset for the accuracy benchmarks (default: the embedded one)",
                default="embedded", metavar="NAME"),
         Option("--data-root", "where real datasets live (see README: Real datasets)", metavar="PATH"),
+        Option("--bench-modules", "also break each step case down per module: forward and backward time, MACs, "
+               "parameters and activation memory of the model's modules, in rounds of their own after the timed "
+               "ones (docs/modules.md)", switch=True),
+        Option("--bench-modules-depth", "with --bench-modules: how deep to break down (1: the model's top-level "
+               "children; 2: also their blocks)", type=int, default=2, metavar="N"),
+        Option("--bench-modules-rounds", "with --bench-modules: breakdown rounds per case (default: as many as "
+               "the timed rounds)", type=int, metavar="N"),
         Option("--bench-partial", "JSON-lines file each record is appended to as soon as it is measured; "
                "default: <--benchmark-json>.partial.jsonl", metavar="PATH"),
-        Option("--bench-fail", "force a failure in a case, to test the harness: CASE, CASE:oom or CASE:interrupt (repeatable)",
+        Option("--bench-fail", "force a failure in a case, to test the harness: CASE, CASE:oom, CASE:interrupt or "
+               "CASE:modules (only the --bench-modules stage fails) (repeatable)",
                multiple=True, metavar="CASE[:KIND]"),
     )
 }

@@ -173,6 +173,18 @@ class ArchbenchSession:
         return session
 
     @property
+    def modules_depth(self) -> int | None:
+        """``--bench-modules``: the depth to break step cases down to; ``None`` when not asked for."""
+        if not _opt(self.config, "bench_modules"):
+            return None
+        return int(_opt(self.config, "bench_modules_depth") or 2)
+
+    @property
+    def modules_rounds(self) -> int:
+        """Breakdown rounds per case: ``--bench-modules-rounds``, else the profile's timed rounds."""
+        return int(_opt(self.config, "bench_modules_rounds") or self.profile.rounds)
+
+    @property
     def seeds(self) -> list[int]:
         """The seeds every case trains under (``--bench-seeds``; else ``--bench-seed`` alone)."""
         from bench.options import seed_list
@@ -219,9 +231,12 @@ class ArchbenchSession:
         record.update(self.modes.fields())  # a case that fails before it measures still says its modes
         return record
 
-    def maybe_inject(self, case: Case) -> None:
-        """Raise the failure ``--bench-fail`` asked for in this case (testing the harness itself)."""
+    def maybe_inject(self, case: Case, where: str = "round") -> None:
+        """Raise the failure ``--bench-fail`` asked for in this case (testing the harness itself);
+        ``CASE:modules`` fails only the ``--bench-modules`` stage (``where="modules"``)."""
         kind = self.inject.get(case.name)
+        if (kind == "modules") != (where == "modules"):
+            return
         if kind == "interrupt":
             raise KeyboardInterrupt(f"injected interrupt in {case.name} (--bench-fail)")
         if kind == "oom":

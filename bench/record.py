@@ -163,12 +163,22 @@ class Record:
     #: "" for the model, e.g. "layer1", "layer1.0"), "type" (class name), "depth", "params_total",
     #: "params_trainable", "macs_forward", per-round "samples_forward_s" / "samples_backward_s" with their
     #: medians "time_forward_s" / "time_backward_s", and "mem_activation_bytes" (what its forward leaves
-    #: saved for the backward pass).
+    #: saved for the backward pass). Extra keys: "leaf" (no listed descendant: the leaves are what the
+    #: coverage sums), "share_forward" / "share_backward" (its median over the whole phase's median in the
+    #: same rounds) and "calls" (forward calls per round; the triplet loss calls the model three times).
+    #: "macs_forward" is per image at the run's input size (the record's own is at the native input).
     modules: list[dict[str, Any]] | None = None
     modules_depth: int | None = None
     #: Per phase ("forward", "backward"): the deepest modules' median times summed, over the whole phase's
     #: median in the same rounds, so the reader sees what the breakdown leaves out.
     modules_coverage: dict[str, float] | None = None
+    #: The same ratio within each breakdown round, its median over the rounds: on a busy machine another
+    #: process's bursts land in a different module each round and lift the phase's median but no module's.
+    modules_coverage_per_round: dict[str, float] | None = None
+    #: The whole forward and backward phase timed in each breakdown round (aligned with the modules'
+    #: samples), and their medians over the ordinary rounds' medians: what the instrumentation costs.
+    modules_phase_samples_s: dict[str, list[float]] | None = None
+    modules_overhead: dict[str, float] | None = None
     schema: int = SCHEMA_VERSION
 
     def set_samples(self, name: str, samples: list[float]) -> None:

@@ -3,7 +3,8 @@
 * ``test_step[CASE]`` — one training step under the case's regime and the run's modes: pytest-benchmark's
   stats are the whole step, timed without synchronisation between its phases; ``extra_info`` holds the
   same whole-step samples, forward/backward/optimizer/inference medians and raw samples (timed phase by
-  phase in a second step of each round), peaks, and the modes and numerics it ran under.
+  phase in a second step of each round), peaks, and the modes and numerics it ran under; with
+  ``--bench-modules``, the per-module breakdown (bench/modules.py), measured after everything else.
 * ``test_train[CASE]`` — fixed-budget training on the chosen dataset, under each seed of ``--bench-seeds``:
   pytest-benchmark's stats are the seconds per epoch (the cost report 000 box-plots); ``extra_info`` holds
   accuracies, losses, the per-epoch curve (with several seeds: their mean, spread and each seed's own) and
@@ -70,6 +71,12 @@ def test_step(case, archbench, benchmark, request) -> None:
             record.update(run.record_fields())
             run.measure_energy(profile.energy_min_s, profile.energy_min_rounds)
             record.update(run.record_fields())
+            if archbench.modules_depth is not None:
+                # --bench-modules: its own rounds after everything else, so that a failing breakdown is
+                # the case's status and every field above is already in the record
+                archbench.maybe_inject(case, "modules")
+                run.measure_modules(archbench.modules_depth, archbench.modules_rounds)
+                record.update(run.record_fields())
         finally:
             run.close()
             archbench.device.release_cached_memory()

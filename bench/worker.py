@@ -17,6 +17,10 @@ Requests (``op``) and what they do:
                    step timed as a whole without synchronisation between its phases (in alternating
                    order), and one inference pass → the four times, the phased step's wall time
                    (``step``) and the whole step's device time (``whole``)
+``modules_round``  with ``--bench-modules``: one breakdown round (bench/modules.py), after the step
+                   rounds → the whole forward and backward times and, per module name, [forward,
+                   backward, calls] (the first call on a worker runs one untimed round before it)
+``modules_static`` with ``--bench-modules``: parameters, MACs and activation memory per module
 ``step_finish``    peak memory, then the step record and pytest-benchmark stats
 ``train_prepare``  build the trainer on the profile's dataset
 ``train_epoch``    one timed epoch
@@ -125,6 +129,8 @@ class Worker:
         try:
             run.warmup(profile.warmup_rounds, profile.warmup_min_s)
             run.run_inference(0, profile.warmup_rounds)  # warm-up only (with compile: at least one)
+            if self.options.get("bench_modules"):
+                run.modules_prepare(int(self.options.get("bench_modules_depth") or 2))
             self.device.synchronize()
             run.snapshot("before")
         except BaseException:
@@ -154,6 +160,15 @@ class Worker:
         run.inference_round()
         return {"step": step, "whole": run.whole[-1],
                 **{p: run.samples[p][-1] for p in ("forward", "backward", "optimizer", "inference")}}
+
+    def modules_round(self, case: str) -> dict[str, Any]:
+        """One breakdown round (``--bench-modules``), never one of the step rounds."""
+        self._inject(case, "modules")
+        sample = self.steps[case].modules_round()
+        return {"forward": sample["forward"], "backward": sample["backward"], "modules": sample["modules"]}
+
+    def modules_static(self, case: str) -> dict[str, Any]:
+        return {"static": self.steps[case].measure_modules_static()}
 
     def step_finish(self, case: str) -> dict[str, Any]:
         c, run = self._case(case), self.steps.pop(case)
@@ -262,9 +277,10 @@ class Worker:
 
     def _inject(self, case: str, where: str) -> None:
         """``--bench-fail`` for this side: ``error`` and ``oom`` raise on the first round, ``crash``
-        ends the process and ``hang`` never answers (what a segfault or a deadlock looks like)."""
+        ends the process and ``hang`` never answers (what a segfault or a deadlock looks like);
+        ``modules`` fails the breakdown rounds only."""
         kind = (self.options.get("inject") or {}).get(case)
-        if kind is None or (where != "round" and kind in ("error", "oom")):
+        if kind is None or (where != "round" and kind in ("error", "oom")) or (kind == "modules") != (where == "modules"):
             return
         if kind == "crash":
             os._exit(3)
@@ -297,6 +313,7 @@ def serve(requests: IO[str], replies: IO[str], worker: Worker | None = None) -> 
     handlers: dict[str, Callable[..., dict[str, Any]]] = {
         "hello": worker.hello, "setup": worker.setup, "cases": worker.list_cases,
         "step_prepare": worker.step_prepare, "step_round": worker.step_round, "step_finish": worker.step_finish,
+        "modules_round": worker.modules_round, "modules_static": worker.modules_static,
         "train_prepare": worker.train_prepare, "train_epoch": worker.train_epoch,
         "train_finish": worker.train_finish, "drop": worker.drop,
     }
@@ -310,7 +327,7 @@ def serve(requests: IO[str], replies: IO[str], worker: Worker | None = None) -> 
             if handler is None:
                 reply: dict[str, Any] = {"ok": False, "status": "error", "error": f"unknown request {op!r}"}
             else:
-                reply = _answer(worker, handler, request)
+                reply = _answer(worker, handler, request, keep=op in KEEP_ON_FAILURE)
             replies.write(json.dumps(reply, allow_nan=True) + "\n")
             replies.flush()
     finally:
@@ -318,13 +335,19 @@ def serve(requests: IO[str], replies: IO[str], worker: Worker | None = None) -> 
     return 0
 
 
-def _answer(worker: Worker, handler: Callable[..., dict[str, Any]], request: dict[str, Any]) -> dict[str, Any]:
+#: Requests whose failure keeps the case's state: a breakdown that fails must not lose the step record,
+#: which ``step_finish`` still makes (the case's status then says what failed).
+KEEP_ON_FAILURE = frozenset({"modules_round", "modules_static"})
+
+
+def _answer(worker: Worker, handler: Callable[..., dict[str, Any]], request: dict[str, Any],
+            keep: bool = False) -> dict[str, Any]:
     try:
         return {"ok": True, **handler(**request)}
     except Exception as exc:  # noqa: BLE001 - one case's failure is that case's status; the worker goes on
         status = "oom" if worker.device is not None and worker.device.is_oom(exc) else "error"
         case = request.get("case")
-        if case is not None:
+        if case is not None and not keep:
             worker.drop(case)
         return {"ok": False, "status": status, "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(limit=8)}
