@@ -903,7 +903,14 @@ def _module_value(module: Mapping[str, object], row: str) -> float | None:
 
 
 def _record_total(record: Record, row: str) -> float | None:
-    value = record.macs_forward if row == "macs" else getattr(record, f"time_{row}_s")
+    """The whole a bar's segments are parts of: the model's own entry of the breakdown (name ``""``),
+    measured like its modules (MACs at the run's input, times in the breakdown's rounds); the record's
+    figure only for breakdowns without that entry. The record's ``macs_forward`` is at the native input,
+    so against modules counted at a smaller run input it would draw most of a bar as "not in any module"."""
+    root = next((m for m in record.modules or () if m.get("name") == ""), None)
+    value = _module_value(root, row) if root is not None else None
+    if value is None:
+        value = record.macs_forward if row == "macs" else getattr(record, f"time_{row}_s")
     return None if value is None else float(value)
 
 

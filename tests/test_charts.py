@@ -500,3 +500,28 @@ def test_compare_page_draws_module_charts_only_for_moved_cases(tmp_path: Path) -
     assert page.count("time and MACs per module") == 1 and "Where it moved (per module)" in page
     same = compare.to_html(compare_runs(runs[0][1], runs[0][1]))
     assert "time and MACs per module" not in same and "Where it moved" not in same
+
+
+def test_module_bars_add_up_to_the_models_own_entry_when_the_breakdown_has_one(tmp_path: Path) -> None:
+    """The engine records the model itself as module "" with MACs at the run's input and times from the
+    breakdown's rounds; the record's macs_forward is at the native input. The bars must add up to the
+    former, or most of the MACs bar would be drawn as "not in any module"."""
+    record = step_record(MODULE_CASE, "flowers")
+    record.macs_forward = 2_434_993_152  # native 224 px
+    leaf = {"samples_forward_s": [0.004], "samples_backward_s": [0.02], "time_forward_s": 0.004,
+            "time_backward_s": 0.02, "params_total": 1, "params_trainable": 1, "mem_activation_bytes": 1}
+    record.modules = [
+        {**leaf, "name": "", "type": "ResNet", "depth": 0, "macs_forward": 218_876_928,
+         "time_forward_s": 0.010, "time_backward_s": 0.05},
+        {**leaf, "name": "conv1", "type": "Sequential", "depth": 1, "macs_forward": 100_000_000},
+        {**leaf, "name": "fc", "type": "Linear", "depth": 1, "macs_forward": 18_876_928},
+    ]
+    record.modules_depth = 1
+    results = load_results(write_results(tmp_path / "run.json", [record]))
+    fig = charts.module_breakdown([("run", results)], MODULE_CASE)
+    assert fig is not None
+    totals: dict[str, float] = {}
+    for t in fig.data:
+        totals[t.xaxis] = totals.get(t.xaxis, 0.0) + (t.x[0] or 0)
+    assert totals["x3"] == pytest.approx(218_876_928 * charts.METRICS["macs_forward"].scale)
+    assert totals["x"] == pytest.approx(0.010 * charts.METRICS["time_forward_s"].scale)
