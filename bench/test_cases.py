@@ -105,7 +105,8 @@ def test_train(case, archbench, benchmark, request) -> None:
                 training.run_epoch()
 
             before = archbench.device.telemetry()
-            benchmark.pedantic(epoch, rounds=training.rounds, iterations=1)
+            # setup: each seed's model is built before its first timed epoch, not inside it
+            benchmark.pedantic(epoch, setup=training.prepare, rounds=training.rounds, iterations=1)
             record.update(telemetry_fields(before, archbench.device.telemetry()))
             record.update(training.result())
             record.set_samples("epoch", record.samples_epoch_s or [])

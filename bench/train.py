@@ -503,13 +503,20 @@ class SeededTraining:
     def rounds(self) -> int:
         return len(self.seeds) * self.epochs
 
-    def run_epoch(self) -> float:
-        """Train the next epoch (of the current seed, or the first of the next one)."""
+    def prepare(self) -> None:
+        """Build the next seed's trainer if its first epoch is next: a benchmark's untimed setup, so that
+        building the model (and loading its weights) is not timed as part of an epoch."""
         if len(self.results) == len(self.seeds):
             raise RuntimeError(f"all {len(self.seeds)} seeds are trained")
         if self._trainer is None:
             self._trainer = self._make(self.seeds[len(self.results)])
             self._epoch = 0
+
+    def run_epoch(self) -> float:
+        """Train the next epoch (of the current seed, or the first of the next one, built first if
+        :meth:`prepare` was not called)."""
+        self.prepare()
+        assert self._trainer is not None
         seconds = self._trainer.run_epoch()
         self._epoch += 1
         if self._epoch == self.epochs:

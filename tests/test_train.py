@@ -347,6 +347,23 @@ def test_seeded_training_trains_each_seed_as_alone_and_combines(splits: Splits) 
     assert Record.from_extra_info(record.to_extra_info()) == record
 
 
+def test_seeded_training_builds_each_seeds_model_in_prepare_not_in_the_timed_epoch(splits: Splits) -> None:
+    built: list[int] = []
+
+    def make(seed: int) -> Trainer:
+        built.append(seed)
+        return Trainer(make_case(), splits, PROFILE, seed=seed)
+
+    training = SeededTraining(make, [0, 1], PROFILE.train_epochs)
+    for epoch in range(training.rounds):
+        training.prepare()
+        expected = [0] if epoch < PROFILE.train_epochs else [0, 1]
+        assert built == expected, epoch  # built by prepare, before the epoch that needs it
+        training.run_epoch()
+        assert built == expected  # the epoch itself built nothing
+    assert len(training.result()["per_seed"]) == 2
+
+
 def test_one_seed_keeps_the_plain_shape(splits: Splits) -> None:
     result = fit(make_case(), splits)
     assert combine_seeds([result]) == result and "per_seed" not in result
