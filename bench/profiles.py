@@ -73,7 +73,7 @@ PROFILES: dict[str, Profile] = {
     # networks need, and a step costs the same in every epoch, so the budget is set in steps.
     # The whole default run (timing and training of the 32 cases) took 323 s on 2 cores (173 s at 24 steps;
     # training 233 s of it, 96 s before); ViT-B/16's three
-    # cases are a third of the training (86 M parameters under Adam; TCEL runs three forwards a step).
+    # cases are half of the training (115 of 233 s; 86 M parameters under Adam; TCEL runs three forwards a step).
     # EfficientNet-B0 from random initialisation does not leave chance at report 003's assumed Adam lr 1e-4
     # at any budget tried (≤1.6× up to 384 steps); docs/profiles.md says why (its head's initial scale).
     # No minimum warm-up time: a CPU's clocks follow load within milliseconds, and smoke must stay short.
