@@ -87,7 +87,7 @@ class Reported:
 class WeightsMap:
     """Where a case's initial weights come from and how a state dict maps onto its model: declared
     next to the case, as torchvision keeps its per-weight ``meta`` next to each model. ``bench`` does the
-    loading (bench/weights.py, docs/weights.md); this is data only.
+    loading (bench/measure/weights.py, docs/weights.md); this is data only.
 
     Keys are the model's ``state_dict`` keys. Patterns are :mod:`fnmatch` globs over whole keys, and
     every pattern and prefix must match at least one key (a table that names nothing is stale).

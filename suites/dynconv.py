@@ -27,7 +27,7 @@ Parameter counts (ours exact, the report's as printed in Figures 1 and 4):
   - attention1 (an "element-wise product"): :class:`~suites.layers.AttentionGate`,
     ``x ⊙ sigmoid(conv3×3(ReLU(conv3×3(x))))``, 64 channels, 73,856 params. A one-conv gate lands far
     short (1×1: 1,038,903; 3×3: 1,071,671). This gate also brings the MAC ratio ResNet-34 / compact at 124
-    (``bench.flops``: 1,180M / 450M ≈ 2.62) close to the report's "GFLOPs" ratio (59.874 / 23.282 ≈
+    (``bench.measure.flops``: 1,180M / 450M ≈ 2.62) close to the report's "GFLOPs" ratio (59.874 / 23.282 ≈
     2.57); a one-conv 3×3 gate would give ≈ 3.8.
   - LayerNorm over (C, H, W) with affine parameters after layer1 (64×62×62), after layer2 (64×31×31)
     and after the deformable conv (128×31×31): 861,056 params, shapes computed from ``image_size``.

@@ -2,7 +2,7 @@
 the variable-input dynamic convolution of report 002, a self-gating attention gate, MobileNet v1,
 and the helper that applies a regime's freezing.
 
-Every layer here is a plain ``nn.Module`` built from ops that ``bench.flops`` can count
+Every layer here is a plain ``nn.Module`` built from ops that ``bench.measure.flops`` can count
 (convolutions, ``torchvision::deform_conv2d``, matmul/einsum); nothing runs at import.
 """
 

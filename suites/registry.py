@@ -2,7 +2,7 @@
 
 A suite module exports a tuple ``CASES`` and, if it builds further configurations on demand, a
 :data:`~suites.case.Resolver` called ``resolve``; nothing is registered as a side effect of importing
-it. :func:`registry` gathers the modules the ``suites`` package lists, once, and refuses duplicate
+it. :func:`registry` gathers the modules :mod:`suites.catalog` lists, once, and refuses duplicate
 names. This module names no suite.
 """
 
@@ -16,6 +16,7 @@ from types import ModuleType
 
 # Re-exported: the case types lived here before suites/case.py, and bench imports them from here.
 from suites.case import Builder, Case, Loss, Optimizer, Regime, Reported, Resolver, Schedule, Stage
+from suites.catalog import SUITE_MODULES
 
 __all__ = [
     "Builder", "Case", "Loss", "Optimizer", "Regime", "Registry", "Reported", "Resolver", "Schedule",
@@ -109,10 +110,8 @@ class Registry(Mapping[str, Case]):
 
 @functools.cache
 def registry() -> Registry:
-    """Every case of every suite module the ``suites`` package lists, gathered once on first use."""
-    import suites  # the package lists its suite modules, so that this module names none
-
-    return Registry.from_modules(importlib.import_module(f"suites.{name}") for name in suites.SUITE_MODULES)
+    """Every case of every suite module :data:`suites.catalog.SUITE_MODULES` lists, gathered once on first use."""
+    return Registry.from_modules(importlib.import_module(f"suites.{name}") for name in SUITE_MODULES)
 
 
 def get_case(name: str) -> Case:

@@ -101,6 +101,8 @@ class FakeCuda:
         self.events: list[FakeEvent] = []
         self.contexts: set[int] = set()
         self.log: list[str] = []
+        #: Each device's own generator state (``torch.cuda.get_rng_state(device)``): a byte string here.
+        self.rng: dict[int, bytes] = {i: bytes([i]) for i in range(len(self.gpus))}
 
     # -- devices and streams -----------------------------------------------------------------------
     def touch(self, index: int) -> None:
@@ -116,6 +118,28 @@ class FakeCuda:
 
     def device_count(self) -> int:
         return len(self.gpus)
+
+    def is_available(self) -> bool:
+        return bool(self.gpus)
+
+    # torch.cuda.random: "device (torch.device or int, optional): The device to return the RNG state of.
+    # Default: 'cuda' (i.e., torch.device('cuda'), the current CUDA device)"
+    def _rng_index(self, device: Any) -> int:
+        if device in (None, "cuda"):
+            return self.current
+        if isinstance(device, str):
+            return self._index(int(device.split(":", 1)[1]))
+        return self._index(device)
+
+    def get_rng_state(self, device: Any = "cuda") -> bytes:
+        index = self._rng_index(device)
+        self.touch(index)
+        return self.rng[index]
+
+    def set_rng_state(self, new_state: bytes, device: Any = "cuda") -> None:
+        index = self._rng_index(device)
+        self.touch(index)
+        self.rng[index] = new_state
 
     def current_device(self) -> int:
         return self.current

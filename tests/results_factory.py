@@ -1,4 +1,4 @@
-"""Build pytest-benchmark results files from :class:`~bench.record.Record` objects, as
+"""Build pytest-benchmark results files from :class:`~bench.record.schema.Record` objects, as
 ``pytest bench/ --benchmark-json`` writes them, so that tests of compare/report/merge do not depend on
 the harness. Noise is deterministic (seeded), so every test sees the same numbers on every run.
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.record import PHASES, Record
+from bench.record.schema import PHASES, Record
 
 ENV: dict[str, Any] = {
     "device": "cpu",

@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 
-from bench import ab
-from bench.results import load_results
-from bench.verdicts import compare_runs
+from bench.commands import ab as ab_command
+from bench.commands.compare import OutputOptions
+from bench.judge.verdicts import compare_runs
+from bench.measure import ab
+from bench.record.options import FailSpec, RunOptions
+from bench.record.results import load_results
 
 FAKE = Path(__file__).parent / "fake_side"
 REPO = Path(__file__).resolve().parent.parent
@@ -32,12 +35,13 @@ def test_abba_alternates_who_goes_first() -> None:
     assert firsts.count("base") == firsts.count("head") == 15
 
 
-def test_parse_inject() -> None:
-    assert ab.parse_inject(["head/x:crash", "y"]) == {"base": {"y": "error"}, "head": {"x": "crash", "y": "error"}}
-    with pytest.raises(ab.AbError, match="side must be base or head"):
-        ab.parse_inject(["left/x"])
-    with pytest.raises(ab.AbError, match="kind must be"):
-        ab.parse_inject(["x:explode"])
+def test_each_side_gets_its_own_failures() -> None:
+    options = RunOptions(fail=(FailSpec("x", "crash", "head"), FailSpec("y")))
+    assert options.for_side("base").fail == (FailSpec("y"),)
+    assert options.for_side("head").fail == (FailSpec("x", "crash"), FailSpec("y"))
+    # what a worker of archbench 0.2-0.3 reads: case -> kind
+    assert options.for_side("head").to_wire()["inject"] == {"x": "crash", "y": "error"}
+    assert RunOptions.from_wire(options.for_side("head").to_wire()) == options.for_side("head")
 
 
 def fake_side(tmp: Path, name: str, **config: Any) -> Path:
@@ -50,15 +54,14 @@ def fake_side(tmp: Path, name: str, **config: Any) -> Path:
 
 
 def run_ab(tmp: Path, base: str | Path, head: str | Path, *, repo: Path | None = None, rounds: int = 16,
-           timeout: float = 60.0, compare_args: tuple[str, ...] = (), workers: int = 1) -> tuple[int, Path]:
+           timeout: float = 60.0, workers: int = 1) -> tuple[int, Path]:
     out = tmp / "out"
     settings = ab.AbSettings(
         sides={"base": str(base), "head": str(head)},
-        options={"bench_kind": "step", "bench_rounds": rounds},
+        options=RunOptions(kind="step", rounds=rounds),
         output=out, case_timeout=timeout, turn_gap_s=0.0, workers=workers,
-        compare_args=("--json", str(out / "verdicts.json"), *compare_args),
     )
-    return ab.run(settings, repo=repo or tmp), out
+    return ab_command.run(settings, output=OutputOptions(json=out / "verdicts.json"), repo=repo or tmp), out
 
 
 def statuses(out: Path) -> dict[str, str]:
@@ -206,7 +209,7 @@ def test_ctrl_c_keeps_finished_cases_and_leaves_nothing_behind(tmp_path: Path) -
     out = tmp_path / "out"
     # The controller runs in the fake repository (revisions are looked up in the current directory) but
     # must import the real bench, not the fake one that the current directory would put first.
-    main = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from bench.cli import main; "
+    main = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from bench.commands import main; "
             "sys.exit(main(sys.argv[1:]))")
     proc = subprocess.Popen(
         [sys.executable, "-c", main, "ab", "HEAD~1", "HEAD", "--bench-kind", "step", "--bench-rounds", "4",
@@ -237,10 +240,10 @@ def test_end_to_end_two_worktrees_of_this_repository(tmp_path: Path) -> None:
     worktrees = _git(REPO, "worktree", "list")
     settings = ab.AbSettings(
         sides={"base": "HEAD", "head": "HEAD"},
-        options={"bench_kind": "both", "bench_rounds": 6, "bench_case": ["dogbreed_cnn"], "bench_threads": 1},
-        output=out, compare_args=("--json", str(out / "verdicts.json")),
+        options=RunOptions(kind="both", rounds=6, cases=("dogbreed_cnn",), threads=1),
+        output=out,
     )
-    code = ab.run(settings, repo=REPO)
+    code = ab_command.run(settings, output=OutputOptions(json=out / "verdicts.json"), repo=REPO)
     # 6 pairs can never be significant after Holm over 5 metrics (2**-6 × 5 > 0.05): A/A must pass, with
     # moves past the threshold called inconclusive, never regressed
     assert code == 0

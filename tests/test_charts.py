@@ -1,4 +1,4 @@
-"""Charts (bench.charts) and `bench report` (bench.report): figures built from records, one page."""
+"""Charts (bench.render.charts) and `bench report` (bench.render.report): figures built from records, one page."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from results_factory import (
 )
 from rich.console import Console
 
-from bench import charts, report
-from bench.results import Results, load_results
+from bench.commands import report as report_cmd
+from bench.record.results import Results, load_results
+from bench.render import charts, report
 
 
 @pytest.fixture
@@ -349,7 +350,7 @@ def test_page_notes_omitted_charts(tmp_path: Path) -> None:
 def test_report_writes_a_page_and_prints_tables(run_file: Path, tmp_path: Path) -> None:
     out = io.StringIO()
     page = tmp_path / "report.html"
-    code = report.run(report.ReportOptions(run_file, page, cost="step_time"), Console(file=out, width=250))
+    code = report_cmd.run(report_cmd.ReportOptions(run_file, page, cost="step_time"), Console(file=out, width=250))
     assert code == 0
     text = out.getvalue()
     assert "test_step[dogbreed_cnn]" in text and "forward (ms)" in text and "test acc (%)" in text
@@ -362,7 +363,7 @@ def test_report_unusable_input_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"machine_info": {}, "bench')
     out = io.StringIO()
-    assert report.run(report.ReportOptions(bad, tmp_path / "x.html"), Console(file=out, width=200)) == 2
+    assert report_cmd.run(report_cmd.ReportOptions(bad, tmp_path / "x.html"), Console(file=out, width=200)) == 2
     assert "bad.json" in out.getvalue() and "truncated" in out.getvalue()
     assert not (tmp_path / "x.html").exists()
 
@@ -435,7 +436,7 @@ def _module_runs(tmp_path: Path) -> list[charts.Run]:
 
 
 def test_module_breakdown_traces_are_the_modules_in_model_order_and_add_up(tmp_path: Path) -> None:
-    from bench.module_diff import REST, leaves
+    from bench.judge.module_diff import REST, leaves
 
     runs = _module_runs(tmp_path)
     fig = charts.module_breakdown(runs, MODULE_CASE)
@@ -492,8 +493,8 @@ def test_report_page_draws_module_charts_for_cases_with_a_breakdown(tmp_path: Pa
 
 
 def test_compare_page_draws_module_charts_only_for_moved_cases(tmp_path: Path) -> None:
-    from bench import compare
-    from bench.verdicts import compare_runs
+    from bench.judge.verdicts import compare_runs
+    from bench.render import comparison as compare
 
     runs = _module_runs(tmp_path)
     page = compare.to_html(compare_runs(runs[0][1], runs[1][1]))

@@ -1,4 +1,4 @@
-"""bench.cli: every subcommand is wired, and a broken one fails loudly instead of disappearing."""
+"""bench.commands: every subcommand is wired, and a broken one fails loudly instead of disappearing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bench import cli
+from bench import commands as cli
 
 
 def test_every_subcommand_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
@@ -18,10 +18,10 @@ def test_every_subcommand_is_registered(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_a_subcommand_that_fails_to_import_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench
+    import bench.commands
 
-    # What a missing dependency or a syntax error in bench/merge.py looks like to the import system.
-    monkeypatch.delattr(bench, "merge", raising=False)
-    monkeypatch.setitem(sys.modules, "bench.merge", None)
-    with pytest.raises(ImportError, match="bench.merge"):
+    # What a missing dependency or a syntax error in bench/commands/merge.py looks like to the import system.
+    monkeypatch.delattr(bench.commands, "merge", raising=False)
+    monkeypatch.setitem(sys.modules, "bench.commands.merge", None)
+    with pytest.raises(ImportError, match="bench.commands.merge"):
         cli.build_parser()

@@ -1,7 +1,7 @@
 """The committed CPU runs in results/: two back-to-back smoke runs of one commit on one 2-vCPU VM.
 
 They are real data for the comparator's hardest case, a machine whose speed drifts between runs (the
-noise between runs: :class:`bench.metrics.TimeRule`). Same commit, so any regression ``bench compare``
+noise between runs: :class:`bench.record.metrics.TimeRule`). Same commit, so any regression ``bench compare``
 reports between them is a false alarm.
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench.compare import OutputOptions, run
-from bench.metrics import METRICS
-from bench.results import load_results
-from bench.verdicts import CompareSettings, Status, compare_runs, noise_floor
+from bench.commands.compare import OutputOptions, run
+from bench.judge.verdicts import CompareSettings, Status, compare_runs, noise_floor
+from bench.record.metrics import METRICS
+from bench.record.results import load_results
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 BASE, RERUN = RESULTS / "cpu-smoke-baseline.json", RESULTS / "cpu-smoke-rerun.json"

@@ -25,12 +25,13 @@ from results_factory import (
 )
 from rich.console import Console
 
-from bench import cli
-from bench.compare import OutputOptions, render_terminal, run, to_json, to_markdown
-from bench.metrics import METRICS, Tolerance
-from bench.results import load_results
-from bench.stats import time_noise
-from bench.verdicts import CompareSettings, Status, compare_runs, evaluate_metric, parse_threshold
+from bench import commands as cli
+from bench.commands.compare import OutputOptions, run
+from bench.judge.stats import time_noise
+from bench.judge.verdicts import CompareSettings, Status, compare_runs, evaluate_metric, parse_threshold
+from bench.record.metrics import METRICS, Tolerance
+from bench.record.results import load_results
+from bench.render.comparison import render_terminal, to_json, to_markdown
 
 
 def _run(tmp_path: Path, base: list, head: list, options: CompareSettings | None = None,
@@ -191,7 +192,7 @@ def test_one_case_slower_by_a_quarter_exits_1_naming_case_and_metric(tmp_path: P
     assert "REGRESSION" in out
     # only that case is flagged
     c = compare_runs(load_results(tmp_path / "base.json"), load_results(tmp_path / "head.json"))
-    assert [b.name for b in c.by_status(Status.REGRESSED)] == ["test_step[dogbreed_deformable]"]
+    assert [b.name for b in c.benchmarks if b.status is Status.REGRESSED] == ["test_step[dogbreed_deformable]"]
 
 
 def test_changed_parameter_count_exits_1(tmp_path: Path) -> None:
@@ -216,7 +217,7 @@ def test_threshold_override_relaxes_the_time_rule(tmp_path: Path) -> None:
     assert "thresholds overridden: time_forward_s=0.5" in out
 
 
-# -- noise between runs (why and how much: bench.metrics.TimeRule) ------------------------------------
+# -- noise between runs (why and how much: bench.record.metrics.TimeRule) ------------------------------------
 # `between` makes each case of each run exp(N(0, between)) slower, so two runs differ by about between·√2.
 NOISY, QUIET = 0.14, 0.01
 
@@ -581,12 +582,12 @@ def test_cli_exit_codes_end_to_end(tmp_path: Path) -> None:
 
 
 def test_a_crash_of_the_tool_exits_70_not_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.compare
+    import bench.commands.compare
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("bug in the comparator")
 
-    monkeypatch.setattr(bench.compare, "compare_runs", boom)
+    monkeypatch.setattr(bench.commands.compare, "compare_runs", boom)
     a = write_results(tmp_path / "a.json", standard_run())
     assert _cli(str(a), str(a)) == 70
 

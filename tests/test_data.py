@@ -1,4 +1,4 @@
-"""bench.data: the embedded glyph set, and each real dataset read from small files written here in its real
+"""bench.measure.data: the embedded glyph set, and each real dataset read from small files written here in its real
 on-disk format."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bench import data
-from bench.data import DATASETS, DatasetNotFound, ElasticDeformed, Splits, embedded, labels_of, load
+from bench.measure import data
+from bench.measure.data import DATASETS, DatasetNotFound, ElasticDeformed, Splits, embedded, labels_of, load
 
 SPLITS = ("train", "val", "test", "test_deformed")
 
@@ -161,7 +161,7 @@ def no_download(monkeypatch: pytest.MonkeyPatch) -> None:
     from torchvision.datasets import cifar, flowers102, mnist
 
     def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("bench.data tried to download")
+        raise AssertionError("bench.measure.data tried to download")
 
     for module in (mnist, cifar, flowers102):
         monkeypatch.setattr(module, "download_and_extract_archive", refuse)

@@ -19,7 +19,7 @@ from fake_cuda import (
     two_gpus_reordered,
 )
 
-from bench.devices import CpuDevice, CudaDevice, make_device
+from bench.measure.devices import CpuDevice, CudaDevice, DeviceError, make_device
 
 
 def cuda_device(index: int = 0, cuda: FakeCuda | None = None, nvml: FakeNvml | None = None,
@@ -193,7 +193,7 @@ def test_telemetry_decodes_clock_event_reasons() -> None:
 
 
 def test_throttle_summary() -> None:
-    from bench.devices import throttle_summary
+    from bench.measure.devices import throttle_summary
 
     calm = {"throttled": False, "clock_event_reasons": ["gpu_idle"]}
     hot = {"throttled": True, "clock_event_reasons": ["hw_thermal_slowdown", "sync_boost"]}
@@ -267,26 +267,41 @@ def test_cpu_oom_detection() -> None:
 
 def test_make_device() -> None:
     assert make_device("cpu").kind == "cpu"
-    with pytest.raises(ValueError, match="unknown device"):
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
         make_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="cuda"):
-            make_device("cuda")
-    with pytest.raises(ValueError, match="unknown device 'cuda:x'"):
-        make_device("cuda:x") if torch.cuda.is_available() else _with_fake_cuda(lambda: make_device("cuda:x"))
-
-
-def _with_fake_cuda(fn: Any) -> Any:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(torch.cuda, "is_available", lambda: True)
-        mp.setattr(torch.cuda, "device_count", lambda: 2)
-        return fn()
+    none = SimpleNamespace(is_available=lambda: False, device_count=lambda: 0)
+    with pytest.raises(DeviceError, match="'cuda' asked for, but torch .* sees no usable CUDA device"):
+        make_device("cuda", cuda=none)
+    with pytest.raises(DeviceError, match="unknown device 'cuda:x'"):
+        make_device("cuda:x", cuda=FakeCuda())
+    assert make_device(None, cuda=none).kind == "cpu"  # no GPU: the CPU by default
+    assert make_device(None, cuda=FakeCuda()).kind == "cuda"  # a GPU: CUDA by default
 
 
 def test_make_device_refuses_an_index_that_is_not_visible() -> None:
-    with pytest.raises(RuntimeError, match=r"'cuda:2' requested but only 2 CUDA device\(s\) are visible"):
-        _with_fake_cuda(lambda: make_device("cuda:2"))
-    assert _with_fake_cuda(lambda: make_device("cuda:1")).torch_device == torch.device("cuda", 1)
+    two = FakeCuda([FakeGpu("A", "1"), FakeGpu("B", "2")])
+    with pytest.raises(DeviceError, match=r"'cuda:2' asked for, but only 2 CUDA device\(s\) are visible .*use cuda:0, cuda:1"):
+        make_device("cuda:2", cuda=two)
+    device = make_device("cuda:1", cuda=two)
+    assert device.torch_device == torch.device("cuda", 1) and device.kind == "cuda"
+
+
+def test_cuda_rng_state_is_this_devices_own() -> None:
+    """The trainer's seeded scope saves and restores the measured device's generator, not the current
+    device's: with cuda:1 measured while cuda:0 is current, cuda:0's state must stay untouched."""
+    from bench.measure.train import Determinism
+
+    fake = FakeCuda([FakeGpu("A", "1"), FakeGpu("B", "2")])
+    device, _ = cuda_device(1, cuda=fake)
+    assert device.bitwise_deterministic is False
+    fake.rng = {0: b"zero", 1: b"one"}
+    scope = Determinism(5, device)
+    with scope:
+        fake.rng[1] = b"drawn inside"  # the scope's own stream moved on
+    assert fake.rng == {0: b"zero", 1: b"one"}  # the caller's state is back
+    with scope:
+        assert fake.rng[1] == b"drawn inside"  # and the scope resumes its own
+    assert fake.rng[0] == b"zero"
 
 
 def test_cpu_peak_with_frozen_module_called_three_times() -> None:
@@ -313,7 +328,7 @@ class _FakeMallopt:
 
 
 def test_steady_malloc_sets_and_restores_glibc_parameters() -> None:
-    from bench.devices import steady_malloc
+    from bench.measure.devices import steady_malloc
 
     fake = _FakeMallopt()
     with steady_malloc(fake) as applied:
@@ -342,8 +357,8 @@ def test_cpu_device_records_what_the_allocator_did() -> None:
 
 
 def test_malloc_option_choices_match_the_device() -> None:
-    from bench.devices import MALLOC_MODES
-    from bench.options import OPTIONS
+    from bench.measure.devices import MALLOC_MODES
+    from bench.record.options import OPTIONS
 
     assert tuple(OPTIONS["bench_malloc"].choices) == MALLOC_MODES
 
@@ -363,7 +378,7 @@ def _mmapped_bytes() -> int:
 def test_steady_malloc_keeps_large_tensors_off_mmap_for_real() -> None:
     """A 64 MiB tensor (above glibc's largest mmap threshold) is mmap'd by default and comes from
     the heap inside the block: the page faults per step that made CPU timings bimodal are gone."""
-    from bench.devices import steady_malloc
+    from bench.measure.devices import steady_malloc
 
     size = 64 << 20
     before = _mmapped_bytes()
@@ -379,7 +394,7 @@ def test_steady_malloc_keeps_large_tensors_off_mmap_for_real() -> None:
 
 
 def test_cuda_energy_counter_reads_this_gpus_nvml_counter() -> None:
-    from bench.energy import Unavailable
+    from bench.measure.energy import Unavailable
 
     cuda, nvml = two_gpus_reordered()
     nvml.gpus[0].energy_mj = 5_000  # the A100 (cuda:1), NVML index 0
@@ -399,7 +414,7 @@ def test_cuda_energy_counter_reads_this_gpus_nvml_counter() -> None:
 
 
 def test_cpu_energy_counter_is_rapl_or_a_reason() -> None:
-    from bench.energy import Unavailable
+    from bench.measure.energy import Unavailable
 
     with CpuDevice(threads=1).energy_counter() as counter:
         if isinstance(counter, Unavailable):

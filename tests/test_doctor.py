@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from bench import cli, doctor
-from bench.doctor import DoctorOptions, Probes
+from bench import commands as cli
+from bench.commands.doctor import DoctorOptions
+from bench.commands.doctor import run as doctor_run
+from bench.measure import probe as doctor
+from bench.measure.probe import Probes
 
 UUID = "6f0c9a1e-3b2d-4c5e-8f7a-9b0c1d2e3f40"
 
@@ -100,7 +103,7 @@ def probes(tmp_path: Path, *, torch: Any, nvml: Any = None, which: Any = gxx_on_
 
 def run(options: DoctorOptions, p: Probes) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = doctor.run(options, Console(file=out, width=200), Console(file=err, width=200), p)
+    code = doctor_run(options, Console(file=out, width=200), Console(file=err, width=200), p)
     return code, out.getvalue(), err.getvalue()
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.efficiency import (
+from bench.measure.efficiency import (
     CPU_REASON,
     PEAKS,
     PRECISIONS,
@@ -18,13 +18,17 @@ from bench.efficiency import (
     find_gpu,
     mfu,
     peak_for,
-    peak_tflops,
     phase_efficiency,
     phase_flops,
 )
-from bench.record import PHASES
+from bench.record.schema import PHASES
 
 # --- phase FLOPs --------------------------------------------------------------------------------------
+
+
+def _tflops(name: str, precision: str, device_type: str = "cuda") -> float | None:
+    peak = peak_for(name, precision, device_type=device_type)
+    return peak.tflops if isinstance(peak, Peak) else None
 
 
 def test_phase_flops_arithmetic() -> None:
@@ -185,12 +189,12 @@ def test_variants_without_a_row_are_not_confused_with_one(name: str) -> None:
 
 
 def test_peak_lookup_by_precision() -> None:
-    assert peak_tflops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5
-    assert peak_tflops("NVIDIA A100-SXM4-80GB", "tf32") == 156.0
-    assert peak_tflops("NVIDIA A100-SXM4-80GB", "bf16") == 312.0
-    assert peak_tflops("NVIDIA H100 80GB HBM3", "fp16") == 989.5  # 1,979 "with sparsity", halved
-    assert peak_tflops("NVIDIA H100 PCIe", "bf16") == 756.5
-    assert peak_tflops("NVIDIA GeForce RTX 4090", "fp16") == 165.2  # FP32 accumulate, not 330.3
+    assert _tflops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5
+    assert _tflops("NVIDIA A100-SXM4-80GB", "tf32") == 156.0
+    assert _tflops("NVIDIA A100-SXM4-80GB", "bf16") == 312.0
+    assert _tflops("NVIDIA H100 80GB HBM3", "fp16") == 989.5  # 1,979 "with sparsity", halved
+    assert _tflops("NVIDIA H100 PCIe", "bf16") == 756.5
+    assert _tflops("NVIDIA GeForce RTX 4090", "fp16") == 165.2  # FP32 accumulate, not 330.3
     peak = peak_for("NVIDIA L4", "bf16")
     assert isinstance(peak, Peak) and peak.tflops == 121.0 and peak.gpu.model == "L4"
 
@@ -200,13 +204,13 @@ def test_pre_ampere_tf32_and_bf16_have_no_peak_with_a_reason() -> None:
     assert isinstance(tf32, NoPeak) and "no TF32 tensor cores" in tf32.reason and "'fp32'" in tf32.reason
     bf16 = peak_for("Tesla V100-SXM2-16GB", "bf16")
     assert isinstance(bf16, NoPeak) and "no BF16 tensor cores" in bf16.reason
-    assert peak_tflops("Tesla V100-SXM2-16GB", "fp16") == 125.0
+    assert _tflops("Tesla V100-SXM2-16GB", "fp16") == 125.0
 
 
 def test_unsourced_column_is_none_with_the_rows_note() -> None:
     a10g = peak_for("NVIDIA A10G", "fp32")
     assert isinstance(a10g, NoPeak) and "not transcribed" in a10g.reason
-    assert peak_tflops("NVIDIA A10G", "bf16") == 70.0
+    assert _tflops("NVIDIA A10G", "bf16") == 70.0
 
 
 def test_unknown_device_precision_cpu_and_mig_have_no_peak() -> None:
@@ -216,14 +220,14 @@ def test_unknown_device_precision_cpu_and_mig_have_no_peak() -> None:
     assert isinstance(precision, NoPeak) and "unknown precision" in precision.reason
     cpu = peak_for("AMD EPYC 7B13", "fp32", device_type="cpu")
     assert cpu == NoPeak(CPU_REASON)
-    assert peak_tflops("AMD EPYC 7B13", "fp32", device_type="cpu") is None
+    assert _tflops("AMD EPYC 7B13", "fp32", device_type="cpu") is None
     mig = peak_for("NVIDIA A100-SXM4-40GB MIG 3g.20gb", "bf16")
     assert isinstance(mig, NoPeak) and "MIG" in mig.reason
 
 
 def test_end_to_end_mfu_from_macs_time_and_device_name() -> None:
     flops = phase_flops(4.1e9, 256)  # forward 2.0992e12 FLOPs
-    peak = peak_tflops("NVIDIA A100-SXM4-40GB", "bf16")
+    peak = _tflops("NVIDIA A100-SXM4-40GB", "bf16")
     eff = phase_efficiency(flops, {"forward": 0.02}, peak)
     assert eff["forward"].achieved_tflops == pytest.approx(104.96)
     assert eff["forward"].mfu == pytest.approx(104.96 / 312.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pynvml  # nvidia-ml-py; importing it loads no library, only the error classes are used here
 import pytest
 
-from bench.energy import (
+from bench.measure.energy import (
     NVML_UPDATE_INTERVAL_S,
     CounterReadError,
     EnergyWindow,

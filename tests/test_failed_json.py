@@ -1,7 +1,7 @@
 """A run in which a case failed stays readable by pytest-benchmark's own tools, and by archbench's.
 
 pytest-benchmark's readers refuse a whole file over one ``"stats": null``; failed cases therefore go under
-``archbench_failed`` (:func:`bench.results.attach_failed`), which only archbench reads.
+``archbench_failed`` (:func:`bench.record.results.attach_failed`), which only archbench reads.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from results_factory import benchmark_json, failed_record, results_json, standard_run, write_json
 
-from bench.merge import MergeOptions, merge_results
-from bench.merge import run as merge_run
-from bench.results import FAILED_KEY, attach_failed, load_results
+from bench.commands.merge import MergeOptions
+from bench.commands.merge import run as merge_run
+from bench.record.merge import merge_results
+from bench.record.results import FAILED_KEY, attach_failed, load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +103,7 @@ def test_a_file_of_failures_only_is_still_a_results_file(tmp_path: Path) -> None
 def test_duplicate_between_the_two_lists_is_refused(tmp_path: Path) -> None:
     data = results_json(standard_run())
     data[FAILED_KEY] = [benchmark_json(failed_record("dogbreed_cnn"))]
-    from bench.results import ResultsError
+    from bench.record.results import ResultsError
 
     with pytest.raises(ResultsError, match=r"duplicate name \(entries 0 and archbench_failed\[0\]\)"):
         load_results(write_json(tmp_path / "d.json", data))

@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 from torchvision.ops import DeformConv2d, deform_conv2d
 
-from bench.flops import FlopCountAnalysis, StaticCost, count_macs, count_params, static_cost
+from bench.measure.flops import FlopCountAnalysis, StaticCost, count_macs, count_params, static_cost
 
 
 class Call(nn.Module):

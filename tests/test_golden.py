@@ -19,11 +19,11 @@ import pytest
 from results_factory import failed_record, find, scale_samples, standard_run, step_record, write_results
 from rich.console import Console
 
-from bench import charts, report
-from bench.compare import change_tables, render_terminal, summary_table, to_html, to_markdown
-from bench.present import FittedTable, TableSpec
-from bench.results import load_results
-from bench.verdicts import Comparison, compare_runs
+from bench.judge.verdicts import Comparison, compare_runs
+from bench.record.results import load_results
+from bench.render import charts, report
+from bench.render.comparison import change_tables, render_terminal, summary_table, to_html, to_markdown
+from bench.render.table import FittedTable, TableSpec
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 RESULTS = Path(__file__).resolve().parent.parent / "results"

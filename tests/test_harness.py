@@ -7,12 +7,14 @@ import time
 
 import pytest
 import torch
+from measuring import fields as derived
+from measuring import session
 from torch import nn
 from torch.utils import benchmark as tbench
 
-from bench.devices import CpuDevice
-from bench.harness import StepBenchmark, synthetic_batch
-from bench.record import PHASES
+from bench.measure.devices import CpuDevice
+from bench.measure.harness import StepBenchmark, synthetic_batch
+from bench.record.schema import PHASES, quantity
 from suites.case import Case, Regime, Reported, Stage
 
 
@@ -40,12 +42,13 @@ def test_step_records_every_phase() -> None:
         run.train_step()
     run.run_inference(rounds=3, warmup_rounds=1)
     run.measure_memory()
-    fields = run.record_fields()
+    fields = derived(run)
     for phase in PHASES:
-        samples = fields[f"samples_{phase}_s"]
+        q = quantity(phase)
+        samples = fields[q.samples]
         assert len(samples) == 3 and all(s > 0 for s in samples)
-        assert fields[f"time_{phase}_s"] == statistics.median(samples)
-        assert fields[f"mem_{phase}_bytes"] is not None
+        assert fields[q.time] == statistics.median(samples)
+        assert fields[q.memory] is not None
     # forward keeps the activations autograd saves; inference (no grad) keeps far less
     assert fields["mem_forward_bytes"] > fields["mem_inference_bytes"] > 0
     # backward materialises one gradient per parameter at least
@@ -61,15 +64,18 @@ def test_step_records_every_phase() -> None:
 
 
 def test_a_round_is_a_phased_and_a_whole_step_in_alternating_order() -> None:
-    run = StepBenchmark(tiny_case(), CpuDevice(threads=1), batch_size=4, input_size=32)
+    """The session's round (every driver's): phased and whole step in alternating order, then inference."""
+    step = session(batch_size=4).step(tiny_case(), static=False)
+    run = step.bench
     order: list[str] = []
-    phased, whole = run._step, run._whole_step
+    phased, whole, inference = run._step, run._whole_step, run.inference_round
     run._step = lambda record: (order.append("phased"), phased(record))[1]  # type: ignore[method-assign]
     run._whole_step = lambda: (order.append("whole"), whole())[1]  # type: ignore[method-assign]
-    for index in range(4):
-        run.train_round(index)
-    assert order == ["phased", "whole", "whole", "phased"] * 2
-    fields = run.record_fields()
+    run.inference_round = lambda: (order.append("inference"), inference())[1]  # type: ignore[method-assign]
+    for _ in range(4):
+        step.round()
+    assert order == ["phased", "whole", "inference", "whole", "phased", "inference"] * 2
+    fields = derived(run)
     assert len(fields["samples_step_s"]) == 4 and len(fields["samples_forward_s"]) == 4
     assert fields["time_step_s"] == statistics.median(fields["samples_step_s"])
     # on the CPU nothing is asynchronous: the whole step is about the phases' sum, never a fraction of it
@@ -207,7 +213,8 @@ def test_telemetry_and_energy_reach_the_record() -> None:
     run = StepBenchmark(tiny_case(), dev, batch_size=4, input_size=32)
     run.warmup(1)
     run.snapshot("before")
-    run.train_round(0)
+    run.train_step()
+    run.whole_step()
     run.snapshot("after")
     run.measure_energy(min_seconds=0.01, min_rounds=3)
     out = run.record_fields()
@@ -220,7 +227,7 @@ def test_telemetry_and_energy_reach_the_record() -> None:
 
 
 def test_energy_unavailable_is_a_reason_not_zero() -> None:
-    from bench.energy import Unavailable
+    from bench.measure.energy import Unavailable
 
     dev = _InstrumentedCpu([], Unavailable("NVML: Not Supported"))
     run = StepBenchmark(tiny_case(), dev, batch_size=4, input_size=32)
@@ -231,14 +238,15 @@ def test_energy_unavailable_is_a_reason_not_zero() -> None:
 
 
 def test_efficiency_counts_flops_at_the_runs_input_and_batch() -> None:
-    from bench.flops import static_cost
+    from bench.measure.flops import static_cost
 
     run = StepBenchmark(tiny_case(), CpuDevice(threads=1), batch_size=4, input_size=16)
     run.warmup(1)
-    run.train_round(0)
+    run.train_step()
+    run.whole_step()
     run.run_inference(1, 0)
     run.measure_efficiency()
-    out = run.record_fields()
+    out = derived(run)
     macs_16 = static_cost(tiny_net(5, 16), 16).macs_forward
     assert macs_16 < static_cost(tiny_net(5, 32), 32).macs_forward  # not the native 32-px count
     assert out["flops_forward"] == 2 * macs_16 * 4

@@ -27,8 +27,10 @@ import plotly.graph_objects as go
 import pytest
 from results_factory import find, scale_samples, standard_run, write_results
 
-from bench import charts, compare, report
-from bench.results import load_results
+from bench.commands import compare as compare_cmd
+from bench.commands import report as report_cmd
+from bench.record.results import load_results
+from bench.render import charts, report
 
 pytestmark = pytest.mark.browser
 
@@ -180,7 +182,7 @@ def runs(tmp_path: Path) -> tuple[Path, Path]:
 @needs_chromium
 def test_compare_page_draws_every_chart_offline(runs: tuple[Path, Path], tmp_path: Path) -> None:
     page = tmp_path / "compare.html"
-    code = compare.run(*runs, output=compare.OutputOptions(html=page))
+    code = compare_cmd.run(*runs, output=compare_cmd.OutputOptions(html=page))
     assert code == 1
     base, head = (load_results(p) for p in runs)
     figures = charts.figures(charts.run_charts([("base", base), ("head", head)]))
@@ -191,7 +193,7 @@ def test_compare_page_draws_every_chart_offline(runs: tuple[Path, Path], tmp_pat
 @needs_chromium
 def test_report_page_draws_every_chart_offline(runs: tuple[Path, Path], tmp_path: Path) -> None:
     page = tmp_path / "report.html"
-    assert report.run(report.ReportOptions(runs[0], page, cost="memory")) == 0
+    assert report_cmd.run(report_cmd.ReportOptions(runs[0], page, cost="memory")) == 0
     results = load_results(runs[0])
     figures = charts.figures(report.report_blocks(results, cost="memory"))
     _check_page(page, figures, tmp_path)
@@ -302,14 +304,14 @@ def committed() -> tuple[Path, Path]:
 @needs_chromium
 def test_report_page_reads_at_1280_px(committed: tuple[Path, Path], tmp_path: Path) -> None:
     page = tmp_path / "report.html"
-    assert report.run(report.ReportOptions(committed[0], page)) == 0
+    assert report_cmd.run(report_cmd.ReportOptions(committed[0], page)) == 0
     _check_readable(_measure(page, tmp_path))
 
 
 @needs_chromium
 def test_compare_page_reads_at_1280_px(committed: tuple[Path, Path], tmp_path: Path) -> None:
     page = tmp_path / "compare.html"
-    compare.run(*committed, output=compare.OutputOptions(html=page, cost="step_time"))
+    compare_cmd.run(*committed, output=compare_cmd.OutputOptions(html=page, cost="step_time"))
     # step time: every case moved a little between the runs, so there are arrows among the labels
     _check_readable(_measure(page, tmp_path))
 
@@ -372,14 +374,14 @@ def _check_accuracy_screenshot(page: Path, tmp_path: Path, runs: Sequence[charts
 @needs_chromium
 def test_report_screenshot_shows_every_report_in_its_colour(committed: tuple[Path, Path], tmp_path: Path) -> None:
     page = tmp_path / "report-1280.html"
-    assert report.run(report.ReportOptions(committed[0], page)) == 0
+    assert report_cmd.run(report_cmd.ReportOptions(committed[0], page)) == 0
     _check_accuracy_screenshot(page, tmp_path, [("run", load_results(committed[0]))])
 
 
 @needs_chromium
 def test_compare_screenshot_draws_base_and_head(committed: tuple[Path, Path], tmp_path: Path) -> None:
     page = tmp_path / "compare-1280.html"
-    compare.run(*committed, output=compare.OutputOptions(html=page, cost="step_time"))
+    compare_cmd.run(*committed, output=compare_cmd.OutputOptions(html=page, cost="step_time"))
     _check_accuracy_screenshot(page, tmp_path, [("base", load_results(committed[0])), ("head", load_results(committed[1]))])
 
 
@@ -434,7 +436,7 @@ MODULE_CASE = "flowers_resnet18_deform_after_conv1"
 @needs_chromium
 def test_module_chart_draws_and_reads_at_1280_px(module_runs: tuple[Path, Path], tmp_path: Path) -> None:
     page = tmp_path / "compare-modules.html"
-    assert compare.run(*module_runs, output=compare.OutputOptions(html=page)) == 1
+    assert compare_cmd.run(*module_runs, output=compare_cmd.OutputOptions(html=page)) == 1
     measured_page = tmp_path / "measured-modules.html"
     measured_page.write_text(page.read_text().replace("</body>", _MEASURE_BARS + "</body>"))
     dom, log = _dump_dom(measured_page, tmp_path, window=(READER_WIDTH, 2000))

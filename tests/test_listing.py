@@ -8,7 +8,9 @@ import json
 import pytest
 from rich.console import Console
 
-from bench import cli, listing
+from bench import commands as cli
+from bench.measure.cases import case_cost, select
+from bench.render.cases import cases_table
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -55,9 +57,9 @@ def test_list_errors_name_the_problem(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_table_renders_units_and_report_numbers() -> None:
-    rows = [listing.measure(c) for c in listing.select(["dogbreed_dsc"], [])]
+    rows = [case_cost(c) for c in select(["dogbreed_dsc"], [])]
     console = Console(file=io.StringIO(), width=250)
-    console.print(listing.table(rows))
+    console.print(cases_table(rows).to_rich())
     text = console.file.getvalue()
     assert "params (M)" in text and "MACs (G)" in text
     assert "dogbreed_dsc" in text and "0.075" in text and "74,663" in text

@@ -9,10 +9,10 @@ from pathlib import Path
 from results_factory import results_json, standard_run, write_json, write_results
 from rich.console import Console
 
-from bench import cli
-from bench.merge import MergeOptions, run
-from bench.results import load_results
-from bench.verdicts import CompareSettings, compare_runs
+from bench import commands as cli
+from bench.commands.merge import MergeOptions, run
+from bench.judge.verdicts import CompareSettings, compare_runs
+from bench.record.results import load_results
 
 
 def _split(tmp_path: Path, **second_env: object) -> tuple[Path, Path]:

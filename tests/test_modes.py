@@ -1,4 +1,4 @@
-"""Execution modes (bench/modes.py): precision, memory format and torch.compile, run for real on the CPU
+"""Execution modes (bench/record/modes.py, bench/measure/executor.py): precision, memory format and torch.compile, run for real on the CPU
 through the harness, the trainer, ``pytest bench/`` and ``bench ab``; what is recorded; what makes two
 runs comparable."""
 
@@ -13,16 +13,22 @@ from typing import Any
 
 import pytest
 import torch
+from measuring import fields
 from results_factory import find, results_json, standard_run, write_json
 from torch import nn
 
-from bench import ab
-from bench.devices import CpuDevice
-from bench.harness import StepBenchmark
-from bench.modes import CompileError, Executor, ModeError, Modes, ModeUnavailable, numerics_for
-from bench.record import Record
-from bench.results import load_results, parse_results
-from bench.verdicts import compare_runs
+from bench.commands import ab
+from bench.commands.compare import OutputOptions
+from bench.judge.verdicts import compare_runs
+from bench.measure.ab import AbSettings
+from bench.measure.devices import CpuDevice
+from bench.measure.executor import CompileError, Executor, numerics_for
+from bench.measure.harness import StepBenchmark
+from bench.record.exits import EXIT_UNUSABLE
+from bench.record.modes import ModeError, Modes, ModeUnavailable
+from bench.record.options import RunOptions
+from bench.record.results import load_results, parse_results
+from bench.record.schema import Record
 from suites.case import Case, Regime, Reported, Stage
 from suites.registry import get_case
 
@@ -52,8 +58,8 @@ def test_unknown_mode_names_its_option() -> None:
     with pytest.raises(ModeError, match="--bench-precision 'fp64'"):
         Modes(precision="fp64")  # type: ignore[arg-type]
     with pytest.raises(ModeError, match="--bench-memory-format"):
-        Modes.from_options({"bench_memory_format": "nhwc"})
-    assert Modes.from_options({}) == Modes() and Modes().is_default
+        Modes(memory_format="nhwc")  # type: ignore[arg-type]
+    assert RunOptions().modes == Modes()
 
 
 @pytest.mark.parametrize("modes, option", [
@@ -62,21 +68,21 @@ def test_unknown_mode_names_its_option() -> None:
     (Modes(compile="reduce-overhead"), "--bench-compile reduce-overhead"),
 ])
 def test_cpu_refuses_gpu_only_modes_naming_the_option(modes: Modes, option: str) -> None:
+    from test_devices import cuda_device
+
     with pytest.raises(ModeUnavailable, match=option):
-        modes.check("cpu")
-    with pytest.raises(ModeUnavailable, match=option):
-        Executor(modes, "cpu")
-    modes.check("cuda")  # all of them are GPU modes
+        DEVICE.check_modes(modes)
+    cuda_device()[0].check_modes(modes)  # all of them are GPU modes
 
 
 def test_cpu_runs_fp32_bf16_channels_last_and_compile() -> None:
     for modes in (Modes(), Modes(precision="bf16"), Modes(memory_format="channels_last"),
                   Modes(compile="default"), Modes(compile="max-autotune")):
-        modes.check("cpu")
+        DEVICE.check_modes(modes)
 
 
 def test_fp16_on_the_cpu_is_a_pytest_usage_error() -> None:
-    """Before any case runs (the other CPU refusals take the same path: Modes.check above)."""
+    """Before any case runs (the other CPU refusals take the same path: Device.check_modes above)."""
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "bench/", "-p", "no:cacheprovider", "-q", "--bench-device", "cpu",
          "--bench-case", "dogbreed_cnn", "--bench-precision", "fp16"],
@@ -112,7 +118,7 @@ def test_precision_sets_tf32_flags_in_a_scope_that_restores_them() -> None:
         assert matmul.allow_tf32 is True
         torch.set_float32_matmul_precision("highest")
         # the executor records what its scope ran under, read inside it
-        executor = Executor(Modes(precision="tf32"), "cuda", check=False)
+        executor = Executor(Modes(precision="tf32"), "cuda")
         torch.backends.cudnn.benchmark = True
         with executor.scope():
             pass
@@ -153,9 +159,9 @@ def test_bf16_runs_the_forward_in_bf16_with_fp32_weights() -> None:
     assert all(p.dtype == torch.float32 for p in bf16.module.parameters())  # master weights stay fp32
     assert all(p.grad is None or p.grad.dtype == torch.float32 for p in bf16.module.parameters())
     assert bf16.executor.scaler is None  # bf16 needs no loss scaling
-    fields = bf16.record_fields()
-    assert fields["precision"] == "bf16" and fields["tf32_matmul"] is False
-    assert fields["float32_matmul_precision"] == "highest"
+    recorded = bf16.record_fields()
+    assert recorded["precision"] == "bf16" and recorded["tf32_matmul"] is False
+    assert recorded["float32_matmul_precision"] == "highest"
 
 
 def test_channels_last_converts_weights_and_inputs() -> None:
@@ -200,7 +206,7 @@ def test_channels_last_and_bf16_run_the_attention_and_deformable_cases() -> None
 
 def test_fp16_scaler_skips_an_overflowed_step_and_counts_it() -> None:
     """The scaler's skip, driven on the CPU (fp16 is refused there for benchmarks, not for the scaler)."""
-    executor = Executor(Modes(precision="fp16"), "cpu", check=False)
+    executor = Executor(Modes(precision="fp16"), "cpu")
     assert executor.scaler is not None
     model = nn.Linear(3, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -229,15 +235,16 @@ def _compiled_case() -> dict[str, Any]:
     try:
         assert isinstance(run.model, torch._dynamo.eval_frame.OptimizedModule)
         run.warmup(1)
-        run.train_round(0)
+        run.train_step()
+        run.whole_step()
         run.run_inference(1, 1)
         run.measure_memory()
-        fields = run.record_fields()
+        measured = fields(run)
     finally:
         run.close()
     # bench ab's worker reads the record after closing the case: the reset must not zero the accounting
-    assert run.record_fields() == fields
-    return fields
+    assert fields(run) == measured
+    return measured
 
 
 def test_compile_records_compile_time_recompiles_and_first_step() -> None:
@@ -261,9 +268,9 @@ def test_compile_failure_is_a_compile_error(monkeypatch: pytest.MonkeyPatch) -> 
     """Inductor's CPU backend needs a C++ compiler; without one the case fails with a short message."""
     import torch._inductor.config as inductor_config
 
-    import bench.modes
+    import bench.measure.executor
 
-    monkeypatch.setattr(bench.modes, "_WARMED", {"cpu"})  # the case's own compile is what fails
+    monkeypatch.setattr(bench.measure.executor, "_WARMED", {"cpu"})  # the case's own compile is what fails
     monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "/nonexistent/g++"))
     run = step_run(TINY, Modes(compile="default"), input_size=8)
     try:
@@ -283,8 +290,12 @@ def test_compile_failure_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None
         env={**os.environ, "CXX": "/nonexistent/g++"},
     )
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # failed cases, not a crash
-    # Every case failed before its first timed round, so pytest-benchmark writes no JSON of its own; the
-    # partial file holds each case as it finished (with one case measured, the JSON would hold both).
+    # Every case failed before its first timed round: pytest-benchmark would write no JSON of its own, and
+    # an older file at that path would pass for this run's. The run's own file holds every failure, and
+    # the partial file each case as it finished.
+    data = json.loads(out.read_text())
+    assert data["benchmarks"] == []
+    assert {b["name"] for b in data["archbench_failed"]} == {"test_step[dogbreed_cnn]", "test_step[dogbreed_dsc]"}
     lines = Path(f"{out}.partial.jsonl").read_text().splitlines()
     records = {e["name"]: e["extra_info"] for e in map(json.loads, lines)}
     assert set(records) == {"test_step[dogbreed_cnn]", "test_step[dogbreed_dsc]"}
@@ -327,13 +338,13 @@ def test_pytest_bench_records_the_modes(tmp_path: Path) -> None:
 
 def test_bench_ab_forwards_and_records_the_modes(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    settings = ab.AbSettings(
+    settings = AbSettings(
         sides={"base": str(ROOT), "head": str(ROOT)},
-        options={"bench_kind": "step", "bench_rounds": 2, "bench_case": ["dogbreed_dsc"], "bench_threads": 1,
-                 "bench_precision": "bf16", "bench_memory_format": "channels_last"},
-        output=out, workers=1, turn_gap_s=0.0, compare_args=("--json", str(out / "verdicts.json")),
+        options=RunOptions(kind="step", rounds=2, cases=("dogbreed_dsc",), threads=1, precision="bf16",
+                           memory_format="channels_last"),
+        output=out, workers=1, turn_gap_s=0.0,
     )
-    assert ab.run(settings, repo=ROOT) == 0
+    assert ab.run(settings, output=OutputOptions(json=out / "verdicts.json"), repo=ROOT) == 0
     for side in ("base", "head"):
         results = load_results(out / f"{side}.json")
         assert (results.env.precision, results.env.memory_format) == ("bf16", "channels_last")
@@ -345,24 +356,28 @@ def test_bench_ab_forwards_and_records_the_modes(tmp_path: Path) -> None:
 
 
 def test_bench_ab_refuses_fp16_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    settings = ab.AbSettings(
+    settings = AbSettings(
         sides={"base": str(ROOT), "head": str(ROOT)},
-        options={"bench_kind": "step", "bench_case": ["dogbreed_dsc"], "bench_device": "cpu", "bench_precision": "fp16"},
+        options=RunOptions(kind="step", cases=("dogbreed_dsc",), device="cpu", precision="fp16"),
         output=tmp_path / "out", workers=1,
     )
-    assert ab.run(settings, repo=ROOT) == ab.EXIT_UNUSABLE
+    assert ab.run(settings, repo=ROOT) == EXIT_UNUSABLE
     assert "--bench-precision fp16 is not available on the cpu" in capsys.readouterr().err
 
 
 def test_ab_rounds_carry_the_whole_step_and_tolerate_a_side_without_it() -> None:
-    reply = {"extra_info": {"batch_size": 2}, "stats": None}
+    from bench.measure.ab import paired_step
+
+    reply = {"extra_info": {"case": "x", "suite": "s", "kind": "step", "profile": "smoke", "device": "cpu",
+                            "batch_size": 2}, "stats": None}
     rounds = [{"forward": 1.0, "backward": 2.0, "optimizer": 0.5, "inference": 0.8, "step": 3.6, "whole": w}
               for w in (3.0, 3.2, 3.1)]
-    extra = ab._with_rounds(reply, rounds)
+    extra = paired_step(reply, rounds, None, [])
     assert extra["extra_info"]["samples_step_s"] == [3.0, 3.2, 3.1] and extra["extra_info"]["time_step_s"] == 3.1
     assert sorted(extra["stats"]["data"]) == [3.0, 3.1, 3.2]
-    old = ab._with_rounds(reply, [{k: v for k, v in r.items() if k != "whole"} for r in rounds])
-    assert "samples_step_s" not in old["extra_info"] and old["stats"]["data"] == [3.6, 3.6, 3.6]
+    assert extra["extra_info"]["throughput_train_ips"] == 2 / 3.5  # from the phases, as the session derives it
+    old = paired_step(reply, [{k: v for k, v in r.items() if k != "whole"} for r in rounds], None, [])
+    assert old["extra_info"]["samples_step_s"] is None and old["stats"]["data"] == [3.6, 3.6, 3.6]
 
 
 # -- comparability -------------------------------------------------------------------------------------
@@ -388,7 +403,7 @@ def test_fp32_and_bf16_runs_are_not_comparable(tmp_path: Path) -> None:
     assert c.blocked and c.exit_code == 3
     assert "precision: base.json has fp32, head.json has bf16" in c.incomparable
     # through the command line: exit 3 and the message
-    from bench import cli
+    from bench import commands as cli
 
     a = write_json(tmp_path / "a.json", results_json(base))
     b = write_json(tmp_path / "b.json", results_json(head, precision="bf16"))
@@ -410,7 +425,7 @@ def test_records_of_one_mode_compare_and_modes_are_checked_per_benchmark() -> No
     assert not c.incomparable and c.exit_code == 0
     # a merged file can mix modes: each benchmark's own modes are checked too
     find(head, "dogbreed_cnn").compile = "default"
-    from bench.verdicts import CompareSettings
+    from bench.judge.verdicts import CompareSettings
 
     c = compare_runs(_results(base, "base.json"), _results(head, "head.json"), CompareSettings(allow_incomparable=True))
     cnn = next(b for b in c.benchmarks if b.name == "test_step[dogbreed_cnn]")

@@ -1,4 +1,4 @@
-"""Where a case's time moved (bench.module_diff) and how bench compare / bench ab show it (issue 13).
+"""Where a case's time moved (bench.judge.module_diff) and how bench compare / bench ab show it (issue 13).
 
 The synthetic breakdown is a ResNet-18 with a deformable stem (results_factory.RESNET18_DEFORM_TREE);
 the head's deformable convolution ("conv1.1") is made 40 % slower in the backward pass, round by round,
@@ -27,12 +27,13 @@ from results_factory import (
 )
 from rich.console import Console
 
-from bench import ab, compare
-from bench import module_diff as md
-from bench.paired import hodges_lehmann
-from bench.record import Record
-from bench.results import load_results
-from bench.verdicts import Comparison, Status, compare_runs
+from bench.commands import compare as compare_cmd
+from bench.judge import module_diff as md
+from bench.judge.paired import hodges_lehmann
+from bench.judge.verdicts import Comparison, Status, compare_runs
+from bench.record.results import load_results
+from bench.record.schema import Record
+from bench.render import comparison as compare
 
 CASE = "flowers_resnet18_deform_after_conv1"
 NAME = f"test_step[{CASE}]"
@@ -242,24 +243,25 @@ def test_the_cli_takes_modules_top(tmp_path: Path) -> None:
     base, head = _pair()
     a, b = write_results(tmp_path / "base.json", base), write_results(tmp_path / "head.json", head)
     out = io.StringIO()
-    output = compare.OutputOptions(markdown=tmp_path / "c.md", modules_top=1)
-    assert compare.run(a, b, output=output, console=Console(file=out, width=200)) == 1
+    output = compare_cmd.OutputOptions(markdown=tmp_path / "c.md", modules_top=1)
+    assert compare_cmd.run(a, b, output=output, console=Console(file=out, width=200)) == 1
     assert _where_rows(out.getvalue()) == ["conv1.1", md.REST]
     assert (tmp_path / "c.md").read_text().count("| `layer") == 0
-    from bench import cli
+    from bench import commands as cli
 
     with pytest.raises(SystemExit):
         cli.main(["compare", str(a), str(b), "--modules-top", "0"])
 
 
-def test_bench_ab_forwards_modules_top() -> None:
-    import argparse
+def test_bench_ab_takes_modules_top_as_bench_compare_does() -> None:
+    from bench.commands import build_parser
+    from bench.commands.compare import judging_from
 
-    parser = argparse.ArgumentParser()
-    ab.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["ab", "main", "HEAD", "--modules-top", "3"])
-    assert "--modules-top=3" in ab.compare_argv(args)
-    assert not any(a.startswith("--modules-top") for a in ab.compare_argv(parser.parse_args(["ab", "main", "HEAD"])))
+    parser = build_parser()
+    _, output = judging_from(parser.parse_args(["ab", "main", "HEAD", "--modules-top", "3"]), parser)
+    assert output.modules_top == 3
+    _, default = judging_from(parser.parse_args(["ab", "main", "HEAD"]), parser)
+    assert default.modules_top == md.DEFAULT_TOP
 
 
 def test_unchanged_cases_get_no_table_but_keep_their_diff_in_json(tmp_path: Path) -> None:

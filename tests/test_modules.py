@@ -1,4 +1,4 @@
-"""The per-module breakdown (bench/modules.py): real CPU runs on small models, the CUDA marks against the
+"""The per-module breakdown (bench/measure/modules.py): real CPU runs on small models, the CUDA marks against the
 fake, ``bench profile``, ``pytest bench/ --bench-modules`` and ``bench ab --bench-modules`` end to end."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import torch
 from fake_cuda import FakeCuda, FakeGpu
 from torch import nn
 
-from bench import cli
-from bench.devices import CpuDevice, CudaDevice
-from bench.flops import count_macs, count_params
-from bench.harness import StepBenchmark
-from bench.modules import Breakdown, assemble, select_modules
+from bench import commands as cli
+from bench.measure.devices import CpuDevice, CudaDevice
+from bench.measure.flops import count_macs, count_params
+from bench.measure.harness import StepBenchmark
+from bench.measure.modules import Breakdown, assemble, select_modules
+from bench.record.derive import step_fields
 from suites.registry import get_case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,21 +256,27 @@ def test_cuda_marks_are_events_on_the_measured_devices_stream_read_after_synchro
 
 
 def test_step_benchmark_breakdown_fields_fit_the_record() -> None:
-    from bench.record import Record
+    from bench.record.schema import Record
 
     case = get_case("dogbreed_cnn")
     device = CpuDevice(threads=1)
     run = StepBenchmark(case, device, 2, 32)
     try:
         run.warmup(1)
-        for i in range(2):
-            run.train_round(i)
-        run.measure_modules(1, 3)
+        for _ in range(2):
+            run.train_step()
+            run.whole_step()
+        run.modules_prepare(1)
+        run.measure_modules_static()
+        for _ in range(3):
+            run.modules_round()
         out = run.record_fields()
     finally:
         run.close()
-    record = Record(case="dogbreed_cnn", suite="dogbreed", kind="step", profile="smoke", device="cpu")
+    record = Record(case="dogbreed_cnn", suite="dogbreed", kind="step", profile="smoke", device="cpu", batch_size=2)
     record.update(out)
+    record.update(step_fields(record))
+    record.update(run.modules_fields({p: record.median(p) for p in ("forward", "backward")}))
     assert record.modules_depth == 1 and record.modules is not None
     names = [m["name"] for m in record.modules]
     assert names[0] == "" and "layer7" in names and "fc" in names
@@ -293,7 +300,7 @@ def test_bench_profile_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["profile", "dogbreed_cnn", "--rounds", "2", "--depth", "1", "--threads", "1", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["case"] == "dogbreed_cnn" and data["modules_depth"] == 1 and data["batch_size"] == 2
-    assert data["input_size"] == 64 and data["rounds"] == 2
+    assert data["input_size"] == 64 and len(data["samples_forward_s"]) == 2 == len(data["modules_phase_samples_s"]["forward"])
     assert {m["depth"] for m in data["modules"]} == {0, 1}
     assert set(data["modules_coverage"]) == {"forward", "backward"}
 
@@ -327,17 +334,19 @@ def test_pytest_bench_modules_end_to_end_and_a_failing_breakdown_keeps_the_recor
 def test_bench_ab_pairs_breakdown_rounds_and_a_failing_breakdown_keeps_the_record(tmp_path: Path) -> None:
     from test_plugin import by_name as benchmarks
 
-    from bench import ab
+    from bench.commands import ab
+    from bench.commands.compare import OutputOptions
+    from bench.measure.ab import AbSettings
+    from bench.record.options import FailSpec, RunOptions
 
     out = tmp_path / "out"
-    settings = ab.AbSettings(
+    settings = AbSettings(
         sides={"base": str(ROOT), "head": str(ROOT)},
-        options={"bench_kind": "step", "bench_rounds": 3, "bench_case": ["dogbreed_cnn"], "bench_threads": 1,
-                 "bench_modules": True, "bench_modules_depth": 1},
-        output=out, workers=2, turn_gap_s=0.0, inject={"head": {"dogbreed_cnn": "modules"}},
-        compare_args=("--json", str(out / "verdicts.json")),
+        options=RunOptions(kind="step", rounds=3, cases=("dogbreed_cnn",), threads=1, modules=True, modules_depth=1,
+                           fail=(FailSpec("dogbreed_cnn", "modules", "head"),)),
+        output=out, workers=2, turn_gap_s=0.0,
     )
-    ab.run(settings, repo=ROOT)
+    ab.run(settings, output=OutputOptions(json=out / "verdicts.json"), repo=ROOT)
     base = benchmarks(json.loads((out / "base.json").read_text()))["test_step[dogbreed_cnn]"]["extra_info"]
     assert base["status"] == "ok" and base["modules_depth"] == 1
     names = [m["name"] for m in base["modules"]]

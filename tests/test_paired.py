@@ -1,4 +1,4 @@
-"""The statistics of paired rounds (bench.paired) and the paired verdicts built on them."""
+"""The statistics of paired rounds (bench.judge.paired) and the paired verdicts built on them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import random
 
 import pytest
 
-from bench.metrics import METRICS
-from bench.paired import (
+from bench.judge.paired import (
     detectable_shift,
     hodges_lehmann,
     holm,
@@ -16,7 +15,8 @@ from bench.paired import (
     signed_rank_cdf,
     signed_rank_p,
 )
-from bench.verdicts import evaluate_paired
+from bench.judge.verdicts import evaluate_paired
+from bench.record.metrics import METRICS
 
 
 def test_signed_rank_distribution_matches_the_published_table() -> None:
@@ -137,8 +137,8 @@ def test_worker_pairs_that_disagree_make_a_move_inconclusive() -> None:
 def test_accuracy_is_exact_only_on_the_same_cpu() -> None:
     """Two CPUs that both call themselves "AMD EPYC", one with AVX-512: same seed, different kernels,
     different accuracies (seen between the committed baseline and a run on a newer VM)."""
-    from bench.results import Environment
-    from bench.verdicts import reproducible_env
+    from bench.judge.verdicts import reproducible_env
+    from bench.record.results import Environment
 
     def env(family: int, flags: list[str]) -> Environment:
         info = {"archbench": {"device": "cpu", "profile": "smoke", "device_name": "AMD EPYC", "torch": "2",

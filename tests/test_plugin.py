@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.record import PHASES, Record
+from bench.record.schema import PHASES, Record
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["mobilenet_v1_025_224", "dogbreed_dsc"]
@@ -122,7 +122,7 @@ def test_injected_failure_is_recorded_and_the_run_goes_on(tmp_path: Path) -> Non
 
 
 def test_interrupted_run_keeps_what_it_measured(tmp_path: Path) -> None:
-    from bench.listing import select
+    from bench.measure.cases import select
 
     cases = ["dogbreed_cnn", "dogbreed_dsc", "mobilenet_v1_050_224"]
     order = [c.name for c in select(cases, [])]

@@ -1,4 +1,4 @@
-"""bench.present: tables that fit the console, Markdown escaping, and its independence of the comparator."""
+"""bench.render.table: tables that fit the console, Markdown escaping, and its independence of the comparator."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench.present import Column, TableSpec, md_code, md_text
+from bench.render.table import Column, TableSpec, md_code, md_text
 
-PRESENT = Path(__file__).resolve().parents[1] / "bench" / "present.py"
+PRESENT = Path(__file__).resolve().parents[1] / "bench" / "render" / "table.py"
 #: What the presentation module must never import: verdicts, statistics, results, commands.
-FORBIDDEN = ("bench.verdicts", "bench.stats", "bench.compare", "bench.cli", "bench.report", "bench.merge",
-             "bench.results", "bench.ab", "bench.listing")
+FORBIDDEN = ("bench.judge.verdicts", "bench.judge.stats", "bench.render.comparison", "bench.commands", "bench.render.report", "bench.record.merge",
+             "bench.record.results", "bench.measure.ab", "bench.commands.listing")
 
 
 def test_present_imports_nothing_from_the_verdicts_or_the_commands() -> None:
@@ -24,7 +24,7 @@ def test_present_imports_nothing_from_the_verdicts_or_the_commands() -> None:
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not {m for m in imported if m.startswith(FORBIDDEN)}, imported
-    loaded = subprocess.run([sys.executable, "-c", "import sys, bench.present; print(' '.join(sys.modules))"],
+    loaded = subprocess.run([sys.executable, "-c", "import sys, bench.render.table; print(' '.join(sys.modules))"],
                             capture_output=True, text=True, check=True).stdout.split()
     assert not [m for m in loaded if m.startswith(FORBIDDEN)]
 

@@ -1,4 +1,4 @@
-"""bench.record: the record type refuses fields it does not have, and still copies, pickles and parses."""
+"""bench.record.schema: the record type refuses fields it does not have, and still copies, pickles and parses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typing
 
 import pytest
 
-from bench.record import PHASES, STATUSES, Record, RecordError, Status
+from bench.record.schema import PHASES, STATUSES, Record, RecordError, Status
 
 
 def make() -> Record:

@@ -1,4 +1,4 @@
-"""Loading and validating results files (bench.results): every unusable input exits 2 and says why."""
+"""Loading and validating results files (bench.record.results): every unusable input exits 2 and says why."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from results_factory import (
     write_results,
 )
 
-from bench.results import EXIT_UNUSABLE, ResultsError, load_results, parse_results
+from bench.record.results import EXIT_UNUSABLE, ResultsError, load_results, parse_results
 
 
 def _error(path: Path) -> ResultsError:

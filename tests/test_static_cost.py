@@ -7,7 +7,7 @@ import functools
 
 import pytest
 
-from bench.flops import StaticCost, static_cost
+from bench.measure.flops import StaticCost, static_cost
 from suites import registry
 
 CASES = list(registry())

@@ -7,7 +7,7 @@ import io
 from results_factory import failed_record, step_record, train_record
 from rich.console import Console
 
-from bench.summary import case_rows, summary_table
+from bench.render.summary import case_rows, summary_table
 
 
 def _render(table) -> str:

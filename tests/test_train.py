@@ -1,4 +1,4 @@
-"""bench.train: the fixed-budget trainer, on small models of its own and the embedded set."""
+"""bench.measure.train: the fixed-budget trainer, on small models of its own and the embedded set."""
 
 from __future__ import annotations
 
@@ -13,10 +13,17 @@ import pytest
 import torch
 from torch import nn
 
-from bench.data import Splits, embedded
-from bench.profiles import PROFILES, Profile
-from bench.record import Record, RecordError, seed_values
-from bench.train import Determinism, SeededTraining, Trainer, _TripletSampler, combine_seeds, stage_steps
+from bench.measure.data import Splits, embedded
+from bench.measure.train import (
+    Determinism,
+    SeededTraining,
+    Trainer,
+    _TripletSampler,
+    combine_seeds,
+    stage_steps,
+)
+from bench.record.profiles import PROFILES, Profile
+from bench.record.schema import Record, RecordError, seed_values
 from suites.case import Case, Regime, Reported, Stage
 
 PROFILE = dataclasses.replace(PROFILES["smoke"], train_image_size=16, train_samples=64, train_epochs=2,
@@ -266,8 +273,8 @@ def test_small_cnn_learns_the_embedded_set() -> None:
 
 def test_dogbreed_cnn_learns_within_the_smoke_budget() -> None:
     """Issue 4's bar: the report-001 CNN reaches twice chance on the clean test split under `smoke`."""
-    from bench.data import load
-    from bench.profiles import get_profile
+    from bench.measure.data import load
+    from bench.record.profiles import get_profile
     from suites.registry import get_case
 
     profile = get_profile("smoke")
@@ -285,8 +292,8 @@ def test_dogbreed_cnn_learns_within_the_smoke_budget() -> None:
 def test_batchnorm_networks_leave_chance_within_the_smoke_budget(name: str) -> None:
     """Issue 12's bar: at the former 24 steps these scored chance in eval mode (running statistics not yet
     caught up); the smoke budget's 64 steps take them past twice chance (measured 6.1× and 4.1×)."""
-    from bench.data import load
-    from bench.profiles import get_profile
+    from bench.measure.data import load
+    from bench.record.profiles import get_profile
     from suites.registry import get_case
 
     profile, case = get_profile("smoke"), get_case(name)
@@ -300,7 +307,7 @@ def test_batchnorm_networks_leave_chance_within_the_smoke_budget(name: str) -> N
 def test_trainer_runs_under_the_modes(splits: Splits) -> None:
     """bf16 autocast and channels-last in training and in evaluation, through the harness's executor;
     the record says so, and what cuDNN was told inside the determinism scope."""
-    from bench.modes import Modes
+    from bench.record.modes import Modes
 
     trainer = Trainer(make_case(CROSS_ENTROPY), splits, PROFILE, seed=0,
                       modes=Modes(precision="bf16", memory_format="channels_last"))

@@ -1,4 +1,4 @@
-"""Initial weights (bench/weights.py, ``--bench-weights``): the per-case tables, loading from the torch
+"""Initial weights (bench/measure/weights.py, ``--bench-weights``): the per-case tables, loading from the torch
 hub cache and from a state-dict file, the records, the start-of-run check and ``bench compare``.
 
 No test downloads anything: the hub cache is a temporary TORCH_HOME, the "torchvision" files are state
@@ -23,13 +23,11 @@ from rich.console import Console
 from torch import Tensor, nn
 from torchvision.models import ResNet18_Weights, ResNet50_Weights, WeightsEnum
 
-from bench.compare import OutputOptions, run
-from bench.data import embedded
-from bench.record import Record, random_frozen_backbone
-from bench.results import load_results
-from bench.train import Determinism, Trainer
-from bench.verdicts import CompareSettings, compare_runs
-from bench.weights import (
+from bench.commands.compare import OutputOptions, run
+from bench.judge.verdicts import CompareSettings, compare_runs
+from bench.measure.data import embedded
+from bench.measure.train import Determinism, Trainer
+from bench.measure.weights import (
     WeightsChoice,
     WeightsError,
     WeightsLoader,
@@ -40,6 +38,8 @@ from bench.weights import (
     parse_choice,
     read_state_dict,
 )
+from bench.record.results import load_results
+from bench.record.schema import Record, random_frozen_backbone
 from suites.case import Case, Regime, Reported, Stage, WeightsMap
 from suites.registry import get_case, registry
 from tests.results_factory import results_json, train_record, write_json
@@ -155,7 +155,7 @@ PRETRAINED_CASES = [
 def test_table_maps_every_key_of_the_architecture(name: str) -> None:
     """Each case's table covers torchvision's file for its architecture key by key: nothing missing,
     nothing left over, at the smoke profile's 32 px (ViT: position embedding resized)."""
-    from bench.weights import map_pretrained
+    from bench.measure.weights import map_pretrained
 
     case = get_case(name)
     assert case.weights is not None and case.weights.pretrained is not None
@@ -166,7 +166,7 @@ def test_table_maps_every_key_of_the_architecture(name: str) -> None:
 
 
 def test_a_stale_table_entry_is_an_error() -> None:
-    from bench.weights import map_pretrained
+    from bench.measure.weights import map_pretrained
 
     case = get_case("flowers_resnet18")
     assert case.weights is not None
@@ -177,7 +177,7 @@ def test_a_stale_table_entry_is_an_error() -> None:
 
 def test_a_key_the_table_does_not_declare_is_an_error() -> None:
     """deform_after_conv1 with the table of plain ResNet-18: conv1's keys moved and the DCN is undeclared."""
-    from bench.weights import map_pretrained
+    from bench.measure.weights import map_pretrained
 
     case = get_case("flowers_resnet18_deform_after_conv1")
     plain = get_case("flowers_resnet18").weights

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bench import doctor
+from bench.measure import probe as doctor
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "gpu-bench.yml"

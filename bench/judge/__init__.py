@@ -1,0 +1,1 @@
+"""What changed between two runs: verdicts and their statistics (pure)."""

@@ -1,0 +1,1 @@
+"""How a record is made: the session, devices, the step harness, training, counting."""

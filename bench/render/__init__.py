@@ -1,0 +1,1 @@
+"""How records and verdicts are shown: tables, terminal, Markdown, JSON, HTML, charts."""
