@@ -264,6 +264,28 @@ def test_end_to_end_two_worktrees_of_this_repository(tmp_path: Path) -> None:
     assert _git(REPO, "worktree", "list") == worktrees
 
 
+@pytest.mark.slow
+def test_seeds_reach_both_sides(tmp_path: Path) -> None:
+    """``--bench-seeds`` was silently missing from bench ab; every pytest bench/ option now reaches the
+    workers, and each side trains every case under every seed."""
+    from bench.commands import main
+
+    out = tmp_path / "out"
+    code = main(["ab", str(REPO), str(REPO), "--bench-kind", "train", "--bench-seeds", "2", "--bench-epochs", "1",
+                 "--bench-case", "dogbreed_dsc", "--bench-threads", "1", "--workers", "1", "-o", str(out),
+                 "--json", str(out / "verdicts.json")])
+    assert code == 0
+    accuracies = []
+    for side in ("base", "head"):
+        record = load_results(out / f"{side}.json").benchmarks["test_train[dogbreed_dsc]"].record
+        assert record.seeds == [0, 1] and record.per_seed is not None and len(record.per_seed) == 2
+        assert record.samples_epoch_s is not None and len(record.samples_epoch_s) == 2  # one epoch per seed
+        accuracies.append([s["accuracy_test"] for s in record.per_seed])
+    assert accuracies[0] == accuracies[1]  # same code, same seeds: bit for bit on the CPU
+    verdicts = json.loads((out / "verdicts.json").read_text())["benchmarks"][0]["metrics"]
+    assert {m["key"]: m["verdict"] for m in verdicts}["accuracy_test"] == "unchanged"
+
+
 def test_several_workers_per_side_share_the_rounds_and_must_agree(tmp_path: Path) -> None:
     base = fake_side(tmp_path, "base")
     head = fake_side(tmp_path, "head", slow={"beta": 1.3})

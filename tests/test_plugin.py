@@ -160,3 +160,19 @@ def test_several_seeds_train_each_case_under_each(tmp_path: Path) -> None:
 def test_bad_seeds_are_a_usage_error(tmp_path: Path, value: str) -> None:
     proc, _ = run_bench(tmp_path, f"--bench-seeds={value}", "--bench-kind=train", cases=["dogbreed_dsc"])
     assert proc.returncode == 4 and "--bench-seeds" in proc.stderr
+
+
+def test_a_run_whose_every_case_fails_leaves_a_results_file_of_its_own(tmp_path: Path) -> None:
+    """pytest-benchmark writes no JSON when no benchmark finished: an older file at the path would survive
+    and be reported (and drawn) as this run's results."""
+    stale = {"machine_info": {"archbench": {"device": "cpu", "profile": "smoke"}}, "benchmarks": [
+        {"name": "test_step[old_case]", "extra_info": {"case": "old_case"}, "stats": None}]}
+    (tmp_path / "out.json").write_text(json.dumps(stale))
+    proc, data = run_bench(tmp_path, "--bench-fail=dogbreed_dsc", "--bench-kind=step", cases=["dogbreed_dsc"])
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert data["benchmarks"] == []
+    (failed,) = data["archbench_failed"]
+    assert failed["name"] == "test_step[dogbreed_dsc]" and failed["extra_info"]["status"] == "error"
+    assert "old_case" not in json.dumps(data)
+    summary = proc.stdout[proc.stdout.index("archbench summary"):]
+    assert f"results: {tmp_path / 'out.json'}" in summary
