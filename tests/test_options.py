@@ -121,3 +121,18 @@ def test_bench_ab_refuses_a_device_this_machine_lacks(tmp_path: Path, capsys: py
     assert code == 2
     err = capsys.readouterr().err
     assert "setup failed" in err and "--bench-device 'cuda:3'" in err
+
+
+def test_a_side_of_bench_ab_may_select_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A case (or suite) only the other side has is that case's "new"/"missing", not a refused side; only
+    when neither side has anything is the run refused."""
+    from bench.commands import main
+    from bench.measure.session import Session
+
+    assert Session.open(RunOptions(cases=("only_in_head",), kind="step"), one_side=True).cases() == []
+    assert Session.open(RunOptions(suites=("only_in_head",), kind="step"), one_side=True).cases() == []
+    with pytest.raises(OptionError, match="no case matches"):
+        Session.open(RunOptions(cases=("only_in_head",), kind="step"))
+    code = main(["ab", str(ROOT), str(ROOT), "--bench-case", "only_in_head", "--workers", "1",
+                 "-o", str(tmp_path / "out")])
+    assert code == 2 and "no case matches the selection on either side" in capsys.readouterr().err

@@ -42,8 +42,9 @@ from typing import Any, Protocol
 
 from bench.measure.cases import select
 from bench.measure.devices import Device, DeviceError, make_device
+from bench.measure.weights import WeightsLoader
 from bench.record.derive import step_fields
-from bench.record.modes import FLAGS, ModeUnavailable
+from bench.record.modes import FLAGS, Modes, ModeUnavailable
 from bench.record.options import OptionError, RunOptions
 from bench.record.profiles import Profile, default_profile_name, get_profile
 from bench.record.schema import PHASES, Kind, Record
@@ -60,12 +61,13 @@ class InjectedFailure(RuntimeError):
 # ------------------------------------------------------------------------------------------------------
 
 
-def check(options: RunOptions, *, device: Device | None = None, sides: bool = False) -> Device:
+def check(options: RunOptions, *, device: Device | None = None, sides: bool = False, one_side: bool = False) -> Device:
     """Check what only this machine can tell, before any case is built, and return the device. Raises
     :class:`~bench.record.options.OptionError` naming the option, the value and what would do: a
     device that is not here, a mode it cannot run, a selection that matches no case, weights or a
     dataset that are not where they are expected, a ``--bench-fail`` side outside ``bench ab``
-    (``sides``: the options come from ``bench ab``)."""
+    (``sides``: the options come from ``bench ab``). ``one_side``: this is one side of ``bench ab``,
+    where a selection may match nothing (a case or suite the other side alone has)."""
     if not sides:
         for spec in options.fail:
             if spec.side is not None:
@@ -80,23 +82,25 @@ def check(options: RunOptions, *, device: Device | None = None, sides: bool = Fa
     except ModeUnavailable as exc:
         flag = next((f for f in FLAGS.values() if str(exc).startswith(f)), "--bench-precision")
         raise OptionError(flag, str(exc)) from None
-    cases = selected_cases(options)
+    cases = selected_cases(options, empty_ok=one_side)
     if "train" in options.kinds:
         _check_weights(options, cases)
         _check_data(options)
     return device
 
 
-def selected_cases(options: RunOptions) -> list[Case]:
+def selected_cases(options: RunOptions, *, empty_ok: bool = False) -> list[Case]:
     """The cases ``--bench-case`` and ``--bench-suite`` select (all without either); OptionError for an
-    unknown suite or a selection that matches nothing."""
+    unknown suite or a selection that matches nothing, unless ``empty_ok``."""
     try:
         cases = select(options.cases, options.suites)
     except KeyError as exc:
+        if empty_ok:
+            return []
         raise OptionError("--bench-suite", str(exc.args[0])) from None
     except ValueError as exc:  # a configuration a suite cannot build (resnet50_dcn_9999)
         raise OptionError("--bench-case", str(exc)) from None
-    if not cases:
+    if not cases and not empty_ok:
         raise OptionError("--bench-case", f"{list(options.cases)} --bench-suite {list(options.suites)}: no case "
                           "matches; `bench list` shows the cases")
     return cases
@@ -153,30 +157,33 @@ class Session:
     device: Device
     profile: Profile
     #: ``--bench-weights``: what each training case starts from (bench/measure/weights.py).
-    weights: Any
+    weights: WeightsLoader
+    #: One selection per session: a side of ``bench ab`` may select nothing.
+    one_side: bool = False
     _static: dict[str, Any] = field(default_factory=dict)
     _splits: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, options: RunOptions, *, device: Device | None = None, sides: bool = False) -> Session:
-        """Check ``options`` (:func:`check`) and set the session up; nothing is built or measured yet."""
-        from bench.measure.weights import WeightsLoader, parse_choice
+    def open(cls, options: RunOptions, *, device: Device | None = None, one_side: bool = False) -> Session:
+        """Check ``options`` (:func:`check`) and set the session up; nothing is built or measured yet.
+        ``one_side``: a side of ``bench ab`` (its selection may be empty)."""
+        from bench.measure.weights import parse_choice
 
-        device = check(options, device=device, sides=sides)
+        device = check(options, device=device, one_side=one_side)
         name = options.profile or default_profile_name(device.kind == "cuda")
         profile = get_profile(name).override(
             batch_size=options.batch_size, rounds=options.rounds, warmup_rounds=options.warmup,
             warmup_min_s=options.warmup_time, train_epochs=options.epochs,
         )
         weights = WeightsLoader(parse_choice(options.weights, options.allow_download))
-        return cls(options, device, profile, weights)
+        return cls(options, device, profile, weights, one_side)
 
     @property
-    def modes(self) -> Any:
+    def modes(self) -> Modes:
         return self.options.modes
 
     def cases(self) -> list[Case]:
-        return selected_cases(self.options)
+        return selected_cases(self.options, empty_ok=self.one_side)
 
     def machine_info(self) -> dict[str, Any]:
         """``machine_info.archbench``: the device, profile, seed, library versions, data and modes."""

@@ -44,7 +44,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.measure.session import Session
 
 #: Bumped when a request or reply changes shape; ``bench ab`` refuses a side that speaks another.
 PROTOCOL = 1
@@ -56,7 +59,7 @@ FIRST_VERSION = "0.2.0"
 class Worker:
     """State of one side: its measurement session and the cases in flight."""
 
-    session: Any = None
+    session: Session | None = None
     settings: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     steps: dict[str, Any] = field(default_factory=dict)
     trainers: dict[str, Any] = field(default_factory=dict)
@@ -76,7 +79,7 @@ class Worker:
         from bench.record.options import RunOptions
 
         # a bad option fails the setup, naming it, before any case (bench ab then exits 2)
-        self.session = Session.open(RunOptions.from_wire(options))
+        self.session = Session.open(RunOptions.from_wire(options), one_side=True)
         # Held for the worker's life: thread count and allocator settings apply to every case.
         self.settings.enter_context(self.session.device.settings())
         machine_info = pytest_benchmark_generate_machine_info()
@@ -84,11 +87,11 @@ class Worker:
         return {"machine_info": machine_info, "commit_info": get_commit_info()}
 
     def list_cases(self) -> dict[str, Any]:
-        return {"cases": [{"name": c.name, "suite": c.suite} for c in self.session.cases()]}
+        return {"cases": [{"name": c.name, "suite": c.suite} for c in self._session.cases()]}
 
     def step_prepare(self, case: str, static: bool = True) -> dict[str, Any]:
         """Build and warm up; ``static``: also count params and MACs (one worker per side does)."""
-        run = self.session.step(self._case(case), static=static)
+        run = self._session.step(self._case(case), static=static)
         self.steps[case] = run
         run.prepare()
         return {}
@@ -112,7 +115,7 @@ class Worker:
         return {"extra_info": record.to_extra_info(), "stats": stats_of(record.samples("step") or [])}
 
     def train_prepare(self, case: str) -> dict[str, Any]:
-        run = self.session.train(self._case(case))
+        run = self._session.train(self._case(case))
         self.trainers[case] = run
         return {"epochs": run.rounds}
 
@@ -136,6 +139,12 @@ class Worker:
         return {}
 
     # -- helpers -------------------------------------------------------------------------------------------
+    @property
+    def _session(self) -> Session:
+        if self.session is None:
+            raise RuntimeError("no session: the controller sends 'setup' first")
+        return self.session
+
     def _case(self, name: str) -> Any:
         from suites.registry import get_case
 
