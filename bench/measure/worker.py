@@ -107,12 +107,7 @@ class Worker:
         return {"static": self.steps[case].modules_static()}
 
     def step_finish(self, case: str) -> dict[str, Any]:
-        run = self.steps.pop(case)
-        try:
-            record = run.finish()
-        finally:
-            run.close()
-        return {"extra_info": record.to_extra_info(), "stats": stats_of(record.samples("step") or [])}
+        return _finished(self.steps.pop(case), timed="step")
 
     def train_prepare(self, case: str) -> dict[str, Any]:
         run = self._session.train(self._case(case))
@@ -125,12 +120,7 @@ class Worker:
         return {"seconds": run.epoch()}
 
     def train_finish(self, case: str) -> dict[str, Any]:
-        run = self.trainers.pop(case)
-        try:
-            record = run.finish()
-        finally:
-            run.close()
-        return {"extra_info": record.to_extra_info(), "stats": stats_of(record.samples("epoch") or [])}
+        return _finished(self.trainers.pop(case), timed="epoch")
 
     def drop(self, case: str) -> dict[str, Any]:
         for held in (self.steps.pop(case, None), self.trainers.pop(case, None)):
@@ -154,6 +144,16 @@ class Worker:
         """The record of ``case`` as far as it got (static cost, modes...), for a failure's reply."""
         held = self.steps.get(case or "") or self.trainers.get(case or "")
         return None if held is None else held.record.to_extra_info()
+
+
+def _finished(run: Any, timed: str) -> dict[str, Any]:
+    """A case's last stage (:meth:`StepRun.finish <bench.measure.session.StepRun.finish>` or the train
+    run's) and its reply: the record, and pytest-benchmark's stats of what pytest bench/ times (``timed``)."""
+    try:
+        record = run.finish()
+    finally:
+        run.close()
+    return {"extra_info": record.to_extra_info(), "stats": stats_of(record.samples(timed) or [])}
 
 
 def stats_of(data: list[float]) -> dict[str, Any] | None:
