@@ -1,4 +1,4 @@
-"""``bench ab BASE HEAD``: base and head measured turn by turn on one machine, then judged pair by pair.
+"""Paired measurement (``bench ab BASE HEAD``): base and head measured turn by turn on one machine.
 
 Two runs taken minutes apart on a shared machine differ by tens of percent per case (the machine's
 speed in that second), so comparing them cannot catch a 10 % slowdown. Here one worker process per side
@@ -16,8 +16,14 @@ breakdown is measured without one.
 BASE and HEAD are each a directory holding a checkout of this project, or a git revision of the
 repository in the current directory (checked out into a temporary worktree that is always removed).
 Output: ``DIR/base.json`` and ``DIR/head.json`` in the format ``pytest bench/ --benchmark-json`` writes,
-each finished case appended to ``DIR/{base,head}.partial.jsonl`` as it completes, each worker's stderr
-in ``DIR/{base,head}.log``, and the verdicts as ``bench compare`` gives them, with its exit codes.
+each finished case appended to ``DIR/{base,head}.partial.jsonl`` as it completes, and each worker's
+stderr in ``DIR/{base,head}.log``; :mod:`bench.commands.ab` then judges them as ``bench compare`` does.
+
+Each worker runs the measurement session's stages (:mod:`bench.measure.session`) one request at a time;
+this controller only schedules them and gathers the rounds, and a step record's derived fields are
+computed again from every worker's rounds as the session computes them (:func:`paired_step`). The wire
+(:data:`~bench.measure.worker.PROTOCOL` 1) is unchanged since archbench 0.2, so an older revision still
+runs as a side (its worker at ``bench/worker.py``).
 """
 
 from __future__ import annotations
