@@ -159,10 +159,13 @@ def test_inference_median_agrees_with_torch_utils_benchmark_timer() -> None:
     model, images = run.model, run.batch.images
     timer = tbench.Timer(stmt="with torch.no_grad(): model(images)",
                          globals={"model": model, "images": images, "torch": torch}, num_threads=1)
+    # Each side's fastest sample, not its median: a neighbour's load only ever adds time, so the minima are
+    # the two timers' estimates of the same uncontended cost, while medians on a shared 2-core runner moved
+    # 5-11 % apart (0.89, 0.93, 1.05 in one CI run) with no change in either timer.
     ratios = []
     with dev.settings():
         run.run_inference(rounds=0, warmup_rounds=3)
-        for _attempt in range(3):  # a busy neighbour can spoil one attempt; three spoiled ones is a bug
+        for _attempt in range(5):  # a busy neighbour can spoil one attempt; five spoiled ones is a bug
             ours, theirs = [], []
             # Interleaved one by one, so that both see the same machine when the load drifts.
             for _ in range(25):
@@ -170,10 +173,10 @@ def test_inference_median_agrees_with_torch_utils_benchmark_timer() -> None:
                 run.run_inference(rounds=1, warmup_rounds=0)
                 ours.append(run.samples["inference"][0])
                 theirs.append(timer.timeit(number=1).median)
-            ratios.append(statistics.median(ours) / statistics.median(theirs))
+            ratios.append(min(ours) / min(theirs))
             if abs(ratios[-1] - 1) <= 0.05:
                 break
-    assert abs(ratios[-1] - 1) <= 0.05, f"harness/Timer median ratios {ratios}"
+    assert abs(ratios[-1] - 1) <= 0.05, f"harness/Timer fastest-sample ratios {ratios}"
 
 
 # -- telemetry, energy, efficiency ----------------------------------------------------------------------
