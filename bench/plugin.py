@@ -270,11 +270,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def _write_html_report(json_path: Path) -> str:
     """Write ``<json>.html`` (bench report's page) beside the results; say where, or why not."""
     from bench.record.results import ResultsError, load_results
-    from bench.render.report import to_html
+    from bench.render import html_report
 
     html_path = json_path.with_suffix(".html")
     try:
-        write_text(html_path, to_html(load_results(json_path)))
+        write_text(html_path, html_report.report(load_results(json_path)))
     except (ResultsError, OutputError) as exc:  # the JSON is the result; a report that cannot be drawn must not hide it
         return f"report: not written ({exc})"
     return f"report: {html_path}"

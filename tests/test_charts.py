@@ -1,4 +1,5 @@
-"""Charts (bench.render.charts) and `bench report` (bench.render.report): figures built from records, one page."""
+"""Charts (bench.render.charts) and `bench report`'s page (bench.render.report, bench.render.html_report): figures built
+from records, one page."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from results_factory import (
 from rich.console import Console
 
 from bench.commands import report as report_cmd
+from bench.record.metrics import METRICS
 from bench.record.results import Results, load_results
-from bench.render import charts, report
+from bench.render import charts, html_report, report
+from bench.render.charts import labels as geometry
 
 
 @pytest.fixture
@@ -148,28 +151,28 @@ def test_points_are_coloured_by_report_in_every_chart(results: Results) -> None:
         (f"<b>{charts.report_of('dogbreed')}</b>", colors["dogbreed"])]
 
 
-def _box(label: charts.Label, frame: charts._Frame) -> tuple[float, float, float, float]:
+def _box(label: geometry.Label, frame: geometry.Frame) -> tuple[float, float, float, float]:
     px, py = frame.px(label.x, label.y)
-    w, h = charts._label_size(label.text)
+    w, h = geometry.label_size(label.text)
     return (px + label.dx - w / 2, py + label.dy - h / 2, px + label.dx + w / 2, py + label.dy + h / 2)
 
 
 def test_labels_of_crowded_points_do_not_collide() -> None:
-    frame = charts._Frame(x0=-1.0, x1=1.0, y0=0.0, y1=100.0, width=500, height=300)
+    frame = geometry.Frame(x0=-1.0, x1=1.0, y0=0.0, y1=100.0, width=500, height=300)
     # a row of long names 12 px apart (MobileNet v1 at four resolutions), and two points on one spot
     names = [f"mobilenet_v1_100_{r}" for r in (128, 160, 192, 224)]
     points = [(10 ** (-0.2 + 0.05 * i), 20.0, n) for i, n in enumerate(names)] + [(1.0, 70.0, "a"), (1.0, 70.0, "b")]
-    labels = charts.place_labels(points, frame)
+    labels = geometry.place_labels(points, frame)
     assert sorted(lab.text for lab in labels) == ["a, b", *names]
     boxes = [_box(lab, frame) for lab in labels]
     for i, a in enumerate(boxes):
         assert 0 <= a[0] and a[2] <= frame.width and 0 <= a[1] and a[3] <= frame.height, labels[i]
         for b in boxes[:i]:
-            assert charts._overlap(a, b) == 0, (a, b)
+            assert geometry.overlap(a, b) == 0, (a, b)
     # the labels clear the markers too
     markers = [frame.px(x, y) for x, y, _ in points]
-    r = charts._MARKER / 2
-    assert all(charts._overlap(box, (mx - r, my - r, mx + r, my + r)) == 0 for box in boxes for mx, my in markers)
+    r = geometry.MARKER / 2
+    assert all(geometry.overlap(box, (mx - r, my - r, mx + r, my + r)) == 0 for box in boxes for mx, my in markers)
 
 
 def _frozen(records: list, suite: str) -> list:
@@ -253,7 +256,7 @@ def test_comparison_draws_base_faint_head_solid_and_an_arrow_per_move(moved: tup
         (arrow,) = arrows
         assert arrow["xref"] == arrow["axref"] == "x2" and arrow["yref"] == arrow["ayref"] == "y2"
         assert (arrow["ay"], arrow["y"]) == pytest.approx((59.0, 69.0))
-        cases = charts.cases_of(base)["dogbreed_cnn"], charts.cases_of(head)["dogbreed_cnn"]
+        cases = base.cases()["dogbreed_cnn"], head.cases()["dogbreed_cnn"]
         unit = charts.COSTS[cost]
         x_base, x_head = (math.log10(unit.value(c) * unit.scale) for c in cases)  # type: ignore[operator]
         assert (arrow["ax"], arrow["x"]) == pytest.approx((x_base, x_head))
@@ -264,7 +267,7 @@ def test_comparison_draws_base_faint_head_solid_and_an_arrow_per_move(moved: tup
 
 
 def test_costs_step_time_and_memory(results: Results) -> None:
-    case = charts.cases_of(results)["dogbreed_cnn"]
+    case = results.cases()["dogbreed_cnn"]
     step = find(standard_run(), "dogbreed_cnn")
     expected = step.time_forward_s + step.time_backward_s + step.time_optimizer_s  # type: ignore[operator]
     assert charts.COSTS["step_time"].value(case) == pytest.approx(expected)
@@ -389,7 +392,7 @@ def test_report_numbers_table_when_registry_is_broken(tmp_path: Path, monkeypatc
     assert all("registry unavailable" in r.note and "being rewritten" in r.note for r in rows)
     assert rows[0].params_measured == "0.585383"
     # and the page still renders
-    assert "registry unavailable" in report.to_html(res)
+    assert "registry unavailable" in html_report.report(res)
 
 
 def test_report_numbers_table_with_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -441,7 +444,7 @@ def test_module_breakdown_traces_are_the_modules_in_model_order_and_add_up(tmp_p
     runs = _module_runs(tmp_path)
     fig = charts.module_breakdown(runs, MODULE_CASE)
     assert fig is not None
-    record = charts.cases_of(runs[0][1])[MODULE_CASE].step
+    record = runs[0][1].cases()[MODULE_CASE].step
     assert record is not None and record.modules is not None
     names = [m["name"] for m in leaves(record.modules, 2)]
     legend = [t.name for t in fig.data if t.showlegend]
@@ -453,9 +456,9 @@ def test_module_breakdown_traces_are_the_modules_in_model_order_and_add_up(tmp_p
         panels.setdefault(t.xaxis, []).append(t)
         assert list(t.y) == ["base", "head"] and t.orientation == "h"
     assert len(panels) == 3
-    time_scale, macs_scale = charts.METRICS["time_forward_s"].scale, charts.METRICS["macs_forward"].scale
+    time_scale, macs_scale = METRICS["time_forward_s"].scale, METRICS["macs_forward"].scale
     for (label, results), side in zip(runs, range(2)):
-        rec = charts.cases_of(results)[MODULE_CASE].step
+        rec = results.cases()[MODULE_CASE].step
         assert rec is not None
         totals = [sum(t.x[side] or 0 for t in panels[axis]) for axis in ("x", "x2", "x3")]
         # each bar is its phase's median (modules and the rest) and the case's MACs
@@ -485,21 +488,20 @@ def test_module_charts_only_where_there_is_a_breakdown(tmp_path: Path) -> None:
 
 def test_report_page_draws_module_charts_for_cases_with_a_breakdown(tmp_path: Path) -> None:
     runs = _module_runs(tmp_path)
-    blocks = report.report_blocks(runs[0][1])
+    blocks = html_report.report_blocks(runs[0][1])
     titles = [f.layout.title.text for f in charts.figures(blocks)]
     assert any(MODULE_CASE in t and "per module" in t for t in titles)
-    plain = report.report_blocks(load_results(write_results(tmp_path / "plain.json", standard_run())))
+    plain = html_report.report_blocks(load_results(write_results(tmp_path / "plain.json", standard_run())))
     assert not any("per module" in str(f.layout.title.text) for f in charts.figures(plain))
 
 
 def test_compare_page_draws_module_charts_only_for_moved_cases(tmp_path: Path) -> None:
     from bench.judge.verdicts import compare_runs
-    from bench.render import comparison as compare
 
     runs = _module_runs(tmp_path)
-    page = compare.to_html(compare_runs(runs[0][1], runs[1][1]))
+    page = html_report.comparison(compare_runs(runs[0][1], runs[1][1]))
     assert page.count("time and MACs per module") == 1 and "Where it moved (per module)" in page
-    same = compare.to_html(compare_runs(runs[0][1], runs[0][1]))
+    same = html_report.comparison(compare_runs(runs[0][1], runs[0][1]))
     assert "time and MACs per module" not in same and "Where it moved" not in same
 
 
@@ -524,5 +526,5 @@ def test_module_bars_add_up_to_the_models_own_entry_when_the_breakdown_has_one(t
     totals: dict[str, float] = {}
     for t in fig.data:
         totals[t.xaxis] = totals.get(t.xaxis, 0.0) + (t.x[0] or 0)
-    assert totals["x3"] == pytest.approx(218_876_928 * charts.METRICS["macs_forward"].scale)
-    assert totals["x"] == pytest.approx(0.010 * charts.METRICS["time_forward_s"].scale)
+    assert totals["x3"] == pytest.approx(218_876_928 * METRICS["macs_forward"].scale)
+    assert totals["x"] == pytest.approx(0.010 * METRICS["time_forward_s"].scale)

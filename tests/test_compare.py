@@ -31,7 +31,7 @@ from bench.judge.stats import time_noise
 from bench.judge.verdicts import CompareSettings, Status, compare_runs, evaluate_metric, parse_threshold
 from bench.record.metrics import METRICS, Tolerance
 from bench.record.results import load_results
-from bench.render.comparison import render_terminal, to_json, to_markdown
+from bench.render import json_report, markdown, terminal
 
 
 def _run(tmp_path: Path, base: list, head: list, options: CompareSettings | None = None,
@@ -622,7 +622,7 @@ def test_outputs_written(tmp_path: Path, regressed: tuple[Path, Path]) -> None:
 def test_terminal_table_units_and_alignment(regressed: tuple[Path, Path]) -> None:
     c = compare_runs(load_results(regressed[0]), load_results(regressed[1]))
     console = Console(file=io.StringIO(), width=200, color_system=None)
-    console.print(render_terminal(c))
+    console.print(terminal.comparison(c))
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert "test_step[dogbreed_cnn]" in out  # brackets survive (no markup interpretation)
     assert "base (ms)" in out and "head (ms)" in out and "base (M)" in out
@@ -638,9 +638,9 @@ def test_markdown_for_blocked_comparison(tmp_path: Path) -> None:
     b = write_results(tmp_path / "b.json", standard_run(1, device="cuda"), device="cuda")
     c = compare_runs(load_results(a), load_results(b))
     assert c.blocked and c.exit_code == 3 and c.benchmarks == ()
-    md = to_markdown(c)
+    md = markdown.comparison(c)
     assert "NOT COMPARABLE" in md and "--allow-incomparable" in md
-    assert to_json(c)["exit_code"] == 3
+    assert json_report.comparison(c)["exit_code"] == 3
 
 
 def test_zero_baseline_end_to_end(tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ from rich.console import Console
 
 from bench.judge.verdicts import Comparison, compare_runs
 from bench.record.results import load_results
-from bench.render import charts, report
-from bench.render.comparison import change_tables, render_terminal, summary_table, to_html, to_markdown
+from bench.render import charts, html_report, markdown, report, terminal
+from bench.render.comparison import change_tables, summary_table
 from bench.render.table import FittedTable, TableSpec
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -73,14 +73,14 @@ def test_the_comparison_has_every_kind_of_row(comparison: Comparison) -> None:
 @pytest.mark.parametrize("width", WIDTHS)
 def test_terminal_golden(comparison: Comparison, width: int) -> None:
     console = _console(width)
-    console.print(render_terminal(comparison))
+    console.print(terminal.comparison(comparison))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= width
     _check(f"compare-terminal-{width}.txt", text)
 
 
 def test_markdown_golden(comparison: Comparison) -> None:
-    text = to_markdown(comparison)
+    text = markdown.comparison(comparison)
     # the metacharacters are inside code spans (pipes escaped, a longer fence around the backticks) ...
     assert "| ``test_step[odd\\|<b>&*`x`*]`` | regressed |" in text
     # ... or escaped, in prose such as the headline
@@ -92,7 +92,7 @@ def test_markdown_golden(comparison: Comparison) -> None:
 def test_html_golden(comparison: Comparison, monkeypatch: pytest.MonkeyPatch) -> None:
     # plotly's figures are plotly's (and embed its version); the page around them is ours
     monkeypatch.setattr(charts, "run_charts", lambda runs, cost="macs": [])
-    text = to_html(comparison)
+    text = html_report.comparison(comparison)
     assert "<b>" not in text and "odd|&lt;b&gt;&amp;*`x`*" in text
     _check("compare.html", text)
 
@@ -122,7 +122,7 @@ def _assert_whole(text: str, numbers: list[str]) -> None:
 def test_report_never_wraps_a_number(width: int, name: str) -> None:
     results = load_results(RESULTS / name)
     console = _console(width)
-    console.print(report.render_terminal(results))
+    console.print(terminal.report(results))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= width
     numbers = [n for spec in report.measured_tables(results) for n in _shown_numbers(spec, width)]
@@ -136,7 +136,7 @@ def test_report_never_wraps_a_number(width: int, name: str) -> None:
 def test_compare_never_wraps_a_number(width: int) -> None:
     c = compare_runs(load_results(RESULTS / "cpu-smoke-baseline.json"), load_results(RESULTS / "cpu-smoke-rerun.json"))
     console = _console(width)
-    console.print(render_terminal(c))
+    console.print(terminal.comparison(c))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= width
     specs = [summary_table(c, limit=15), *change_tables(c, limit=15)]

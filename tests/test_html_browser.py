@@ -30,7 +30,8 @@ from results_factory import find, scale_samples, standard_run, write_results
 from bench.commands import compare as compare_cmd
 from bench.commands import report as report_cmd
 from bench.record.results import load_results
-from bench.render import charts, report
+from bench.render import charts, html_report
+from bench.render.charts import plots
 
 pytestmark = pytest.mark.browser
 
@@ -195,7 +196,7 @@ def test_report_page_draws_every_chart_offline(runs: tuple[Path, Path], tmp_path
     page = tmp_path / "report.html"
     assert report_cmd.run(report_cmd.ReportOptions(runs[0], page, cost="memory")) == 0
     results = load_results(runs[0])
-    figures = charts.figures(report.report_blocks(results, cost="memory"))
+    figures = charts.figures(html_report.report_blocks(results, cost="memory"))
     _check_page(page, figures, tmp_path)
     assert "numbers beside the measured" in page.read_text()
 
@@ -464,6 +465,6 @@ def test_module_chart_draws_and_reads_at_1280_px(module_runs: tuple[Path, Path],
     # as a reader sees it: the deformable module's dark blue is there, on both bars of every panel
     top, bottom = math.floor(chart["top"]), math.ceil(chart["bottom"])
     png = _screenshot(page, tmp_path, bottom + 20)
-    counts, ink, _ = _colour_counts(png, {"deform": charts._EMPHASIS_COLORS[0]}, (top, bottom), tolerance=30)
+    counts, ink, _ = _colour_counts(png, {"deform": plots._EMPHASIS_COLORS[0]}, (top, bottom), tolerance=30)
     assert ink > 0.2, "the chart is (nearly) blank"
     assert counts["deform"][0] > 20 * _MARK_PIXELS, counts

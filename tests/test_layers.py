@@ -140,3 +140,22 @@ def test_no_command_line_code_below_the_commands() -> None:
             if "def add_parser" in text or "import argparse" in text or "sys.argv" in text:
                 wrong.append(module)
     assert wrong == []
+
+
+#: bench/render: one module per output format, each laying out what the content modules say.
+FORMATS = {"bench.render.terminal", "bench.render.markdown", "bench.render.json_report", "bench.render.html_report"}
+CONTENT = {"bench.render.comparison", "bench.render.report", "bench.render.summary"}
+
+
+def test_each_output_format_is_one_module_over_format_free_content() -> None:
+    """A new format is one new module: the content says nothing about any format, and no format borrows
+    from another (what two formats share belongs in the content or in ``table.py``)."""
+    assert FORMATS <= set(MODULES) and CONTENT <= set(MODULES)
+    wrong = [f"{m} -> {t}" for m in FORMATS | CONTENT for t in GRAPH[m] if t in FORMATS and t != m]
+    assert wrong == []
+    # the content hands out tables and sentences, never markup or a rich renderable
+    for module in CONTENT:
+        tree = ast.parse(MODULES[module].read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not {n for n in names if n.split(".")[0] in ("rich", "html", "json", "plotly")}, (module, names)

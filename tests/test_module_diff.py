@@ -34,6 +34,7 @@ from bench.judge.verdicts import Comparison, Status, compare_runs
 from bench.record.results import load_results
 from bench.record.schema import Record
 from bench.render import comparison as compare
+from bench.render import html_report, json_report, markdown, terminal
 
 CASE = "flowers_resnet18_deform_after_conv1"
 NAME = f"test_step[{CASE}]"
@@ -182,7 +183,7 @@ def test_the_modules_the_reports_study_are_emphasised(type_name: str, expected: 
 
 def _terminal(c: Comparison, **kw: object) -> str:
     out = io.StringIO()
-    Console(file=out, width=200, color_system=None).print(compare.render_terminal(c, **kw))  # type: ignore[arg-type]
+    Console(file=out, width=200, color_system=None).print(terminal.comparison(c, **kw))  # type: ignore[arg-type]
     return out.getvalue()
 
 
@@ -210,24 +211,24 @@ def test_the_slower_module_is_named_first_in_every_rendering(tmp_path: Path, pai
     # only the phase whose verdict moved is shown
     assert f"where {NAME} moved, forward" not in flat
     # Markdown: a section whose first row is conv1.1
-    markdown = compare.to_markdown(c)
-    section = markdown[markdown.index("### Where it moved"):]
+    text = markdown.comparison(c)
+    section = text[text.index("### Where it moved"):]
     first = next(line for line in section.splitlines() if line.startswith("| `"))
     assert first.startswith("| `conv1.1` | DeformConv2d |")
     # JSON: every leaf, largest first, with its share
-    entry = next(b for b in compare.to_json(c)["benchmarks"] if b["name"] == NAME)
+    entry = next(b for b in json_report.comparison(c)["benchmarks"] if b["name"] == NAME)
     backward = entry["modules"]["phases"]["backward"]
     assert entry["modules"]["paired"] is pair
     assert backward["modules"][0]["name"] == "conv1.1" and backward["modules"][0]["emphasised"]
     assert backward["modules"][0]["share"] == max(m["share"] for m in backward["modules"])
     assert len(backward["modules"]) == 15 and backward["rest"]["name"] == md.REST
-    json.dumps(entry, allow_nan=False)  # what json_chunks writes
+    json.dumps(entry, allow_nan=False)  # what json_report.comparison_chunks writes
     # HTML: a table in the section, conv1.1 first and bold (st-bold)
-    page = compare.to_html(c)
+    page = html_report.comparison(c)
     where = page[page.index("Where it moved (per module)</h2>"):]
     cells = re.findall(r"<tr><td class=\"left ([^\"]*)\"><code>([^<]+)</code>", where)
     assert cells[0] == ("st-bold", "conv1.1") and cells[1][0] == ""
-    assert ".st-bold { font-weight: bold; }" in where
+    assert ".st-bold { font-weight: bold; }" in page[:page.index("</head>")]  # the page's one style sheet
 
 
 def test_modules_top_bounds_the_rows_and_says_how_many_more(tmp_path: Path) -> None:
@@ -267,9 +268,9 @@ def test_bench_ab_takes_modules_top_as_bench_compare_does() -> None:
 def test_unchanged_cases_get_no_table_but_keep_their_diff_in_json(tmp_path: Path) -> None:
     c = _compare(tmp_path, *_pair(factor=1.0))
     assert {b.name: b for b in c.benchmarks}[NAME].status is Status.UNCHANGED
-    assert "Where it moved" not in _terminal(c) and "Where it moved" not in compare.to_markdown(c)
-    assert "Where it moved" not in compare.to_html(c)
-    entry = next(b for b in compare.to_json(c)["benchmarks"] if b["name"] == NAME)
+    assert "Where it moved" not in _terminal(c) and "Where it moved" not in markdown.comparison(c)
+    assert "Where it moved" not in html_report.comparison(c)
+    entry = next(b for b in json_report.comparison(c)["benchmarks"] if b["name"] == NAME)
     assert entry["modules"]["phases"]["backward"]["modules"]
 
 
@@ -279,6 +280,6 @@ def test_runs_without_breakdowns_render_as_before(tmp_path: Path) -> None:
     c = _compare(tmp_path, standard_run(), head)
     assert {b.name: b for b in c.benchmarks}["test_step[dogbreed_cnn]"].status is Status.REGRESSED
     assert compare.moved_module_diffs(c) == []
-    for text in (_terminal(c), compare.to_markdown(c), compare.to_html(c)):
+    for text in (_terminal(c), markdown.comparison(c), html_report.comparison(c)):
         assert "Where it moved" not in text and "per module" not in text
-    assert all("modules" not in b for b in compare.to_json(c)["benchmarks"])
+    assert all("modules" not in b for b in json_report.comparison(c)["benchmarks"])

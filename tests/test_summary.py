@@ -7,7 +7,8 @@ import io
 from results_factory import failed_record, step_record, train_record
 from rich.console import Console
 
-from bench.render.summary import case_rows, summary_table
+from bench.record.results import group_cases
+from bench.render.summary import summary_table
 
 
 def _render(table) -> str:
@@ -20,7 +21,7 @@ def test_step_and_train_records_of_a_case_share_a_row() -> None:
     step = step_record("dogbreed_cnn", forward_s=0.002)
     train = train_record("dogbreed_cnn", accuracy=0.75)
     other = step_record("dogbreed_dsc", forward_s=0.004)
-    rows = case_rows([step, other, train])
+    rows = list(group_cases([step, other, train]).values())
     assert [r.case for r in rows] == ["dogbreed_cnn", "dogbreed_dsc"]
     assert rows[0].step is step and rows[0].train is train and rows[1].train is None
     assert rows[0].value("accuracy_test") == 0.75 and rows[0].value("time_forward_s") == step.time_forward_s
@@ -32,7 +33,7 @@ def test_failures_and_frozen_random_backbones_are_flagged() -> None:
     frozen = train_record("flowers_resnet18_frozen", accuracy=0.15)
     frozen.params_trainable = 52_326
     broken = failed_record("dogbreed_dsc", "step", status="oom")
-    rows = {r.case: r for r in case_rows([frozen, broken, step_record("dogbreed_cnn")])}
+    rows = group_cases([frozen, broken, step_record("dogbreed_cnn")])
     assert rows["flowers_resnet18_frozen"].flags() == "frozen backbone, random weights"
     assert rows["dogbreed_dsc"].flags() == "step: oom"
     assert rows["dogbreed_cnn"].flags() == ""
@@ -46,4 +47,4 @@ def test_accuracy_shows_the_seed_spread_and_loaded_weights_clear_the_flag() -> N
     frozen = train_record("flowers_resnet18_frozen", accuracy=0.8)
     frozen.params_trainable = 52_326
     frozen.weights = "torchvision:ResNet18_Weights.IMAGENET1K_V1"
-    assert case_rows([frozen])[0].flags() == ""
+    assert group_cases([frozen])[frozen.case].flags() == ""

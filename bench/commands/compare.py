@@ -1,8 +1,9 @@
 """``bench compare BASE HEAD``: what got slower, bigger or less accurate between two runs.
 
 Arguments → :class:`~bench.judge.verdicts.CompareSettings` (how to judge) and :class:`OutputOptions` (what
-to write) → :func:`~bench.judge.verdicts.compare_runs` → the renderers (:mod:`bench.render.comparison`) →
-the files, through :mod:`bench.record.write`. ``bench ab`` ends in :func:`run` too, with the same options
+to write) → :func:`~bench.judge.verdicts.compare_runs` → what to say (:mod:`bench.render.comparison`) → one
+renderer per format (:mod:`bench.render.terminal`, ``markdown``, ``json_report``, ``html_report``) → the
+files, through :mod:`bench.record.write`. ``bench ab`` ends in :func:`run` too, with the same options
 (:func:`add_judging_arguments`).
 
 Exit codes (:mod:`bench.record.exits`): 0 no regression; 1 a regression or a newly failing case; 2
@@ -27,8 +28,8 @@ from bench.judge import module_diff as md
 from bench.judge.verdicts import CompareSettings, Comparison, compare_runs, parse_threshold
 from bench.record.results import ResultsError, load_results
 from bench.record.write import OutputError, check, write_text
+from bench.render import html_report, json_report, markdown, terminal
 from bench.render.charts import COSTS
-from bench.render.comparison import json_chunks, render_terminal, to_html, to_markdown
 from bench.render.table import make_console
 
 
@@ -53,9 +54,9 @@ def write_outputs(c: Comparison, output: OutputOptions, console: Console | None 
     """Write the files ``output`` asks for, saying so on ``console``; :class:`OutputError` when one
     cannot be written (the files written before it stay)."""
     outputs: list[tuple[Path | None, Callable[[], Any]]] = [
-        (output.markdown, lambda: to_markdown(c, modules_top=output.modules_top)),
-        (output.json, lambda: json_chunks(c)),
-        (output.html, lambda: to_html(c, cost=output.cost, modules_top=output.modules_top)),
+        (output.markdown, lambda: markdown.comparison(c, modules_top=output.modules_top)),
+        (output.json, lambda: json_report.comparison_chunks(c)),
+        (output.html, lambda: html_report.comparison(c, cost=output.cost, modules_top=output.modules_top)),
     ]
     for path, render in outputs:
         if path is not None:
@@ -155,7 +156,7 @@ def run(
         errors.print(Text(f"bench compare: unusable input: {exc}", style="bold red"))
         return exc.exit_code
     comparison = compare_runs(base, head, settings)
-    console.print(render_terminal(comparison, show_all=output.show_all, modules_top=output.modules_top))
+    console.print(terminal.comparison(comparison, show_all=output.show_all, modules_top=output.modules_top))
     if comparison.blocked:
         errors.print(Text(
             f"bench compare: runs not comparable: {'; '.join(comparison.incomparable)}. "

@@ -1,6 +1,6 @@
 """``bench report RESULTS [--html FILE]``: one run's measured numbers, and a page with its charts.
 
-The terminal gets the measured numbers; ``--html`` writes the page (:mod:`bench.render.report`). Exit
+The terminal gets the measured numbers; ``--html`` writes the page (:mod:`bench.render.html_report`). Exit
 codes: 0 written, 2 unusable input or an output that cannot be written.
 """
 
@@ -17,8 +17,8 @@ from rich.text import Text
 from bench.record.exits import EXIT_OK
 from bench.record.results import ResultsError, load_results
 from bench.record.write import OutputError, check, write_text
+from bench.render import html_report, terminal
 from bench.render.charts import COSTS
-from bench.render.report import render_terminal, to_html
 from bench.render.table import make_console
 
 
@@ -36,9 +36,9 @@ def run(options: ReportOptions, console: Console | None = None) -> int:
     try:
         check(options.html)
         results = load_results(options.results)
-        console.print(render_terminal(results))
+        console.print(terminal.report(results))
         if options.html is not None:
-            write_text(options.html, to_html(results, options.cost))
+            write_text(options.html, html_report.report(results, options.cost))
             console.print(Text(f"wrote {options.html}", style="dim"))
     except ResultsError as exc:
         errors.print(Text(f"bench report: unusable input: {exc}", style="bold red"))

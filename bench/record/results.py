@@ -17,19 +17,20 @@ file over one ``"stats": null``. Archbench's readers see both lists as one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import re
 import statistics
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.record.exits import EXIT_UNUSABLE
 from bench.record.metrics import METRICS
-from bench.record.schema import SAMPLED, Record, RecordError, quantity
+from bench.record.schema import SAMPLED, Record, RecordError, quantity, random_frozen_backbone
 
 #: Top-level key holding the benchmark objects of cases that failed (see :func:`attach_failed`).
 FAILED_KEY = "archbench_failed"
@@ -161,6 +162,53 @@ class Benchmark:
 
 
 @dataclass(frozen=True)
+class CaseRecords:
+    """A case's records of one run side by side: its step record (time, memory) and its train record
+    (accuracy), either possibly missing. A row of ``pytest bench/``'s summary, a point of a chart."""
+
+    case: str
+    suite: str
+    step: Record | None = None
+    train: Record | None = None
+
+    def value(self, key: str) -> float | int | None:
+        """``key`` from the step record, else the train record (static costs live in both)."""
+        for record in (self.step, self.train):
+            value = getattr(record, key, None) if record is not None else None
+            if value is not None:
+                return value  # type: ignore[no-any-return]
+        return None
+
+    def flags(self) -> str:
+        """What a reader must not miss: a record that did not measure cleanly, and a head trained on
+        random frozen features (its accuracy says nothing about the architecture)."""
+        out = [f"{r.kind}: {r.status}" for r in (self.step, self.train) if r is not None and r.status != "ok"]
+        if self.train is not None and random_frozen_backbone(self.train):
+            out.append("frozen backbone, random weights")
+        return "; ".join(out)
+
+    @property
+    def failed(self) -> bool:
+        return any(r is not None and r.status != "ok" for r in (self.step, self.train))
+
+
+def group_cases(records: Iterable[Record], *, ok_only: bool = False) -> dict[str, CaseRecords]:
+    """Records grouped by case, in the order the cases first appear; the first record of each kind
+    counts (``ok_only``: the first that measured cleanly)."""
+    cases: dict[str, CaseRecords] = {}
+    for record in records:
+        if ok_only and record.status != "ok":
+            continue
+        current = cases.get(record.case) or CaseRecords(record.case, record.suite)
+        if record.kind == "step" and current.step is None:
+            current = dataclasses.replace(current, step=record)
+        elif record.kind == "train" and current.train is None:
+            current = dataclasses.replace(current, train=record)
+        cases[record.case] = current
+    return cases
+
+
+@dataclass(frozen=True)
 class Results:
     """A validated results file: its envelope (everything but ``benchmarks``), environment, and
     benchmarks by name in file order."""
@@ -199,6 +247,10 @@ class Results:
 
     def __iter__(self) -> Iterator[Benchmark]:
         return iter(self.benchmarks.values())
+
+    def cases(self) -> dict[str, CaseRecords]:
+        """The records that measured cleanly, grouped by case in file order."""
+        return group_cases((b.record for b in self), ok_only=True)
 
 
 def load_results(path: str | Path) -> Results:

@@ -1,31 +1,23 @@
-"""``bench compare BASE HEAD``: what got slower, bigger or less accurate between two runs.
+"""What ``bench compare`` says about two runs, whatever the output format: the tables of verdicts, the
+"where it moved" module tables, the headline, the warnings and the rules in words.
 
-This module renders a :class:`~bench.judge.verdicts.Comparison` and holds the command line; the verdicts
-are :mod:`bench.judge.verdicts` (pure), the statistics :mod:`bench.judge.stats`, tables and formatting
-:mod:`bench.render.table`. Data flow: arguments → :class:`~bench.judge.verdicts.CompareSettings` (how to
-judge) and :class:`OutputOptions` (what to write) → :func:`~bench.judge.verdicts.compare_runs` → the
-renderers: :func:`render_terminal`, :func:`to_markdown`, :func:`to_json`, :func:`to_html`.
+Data flow: :func:`~bench.judge.verdicts.compare_runs` gives a :class:`~bench.judge.verdicts.Comparison`
+(pure verdicts); this module turns it into :class:`~bench.render.table.TableSpec` tables and
+:class:`~bench.render.table.Message` lines; one module per format lays them out:
+:mod:`bench.render.terminal`, :mod:`bench.render.markdown`, :mod:`bench.render.json_report`,
+:mod:`bench.render.html_report`.
 
 The terminal stays short however many benchmarks there are: every regression and failure in full,
 the other changes counted, the largest moves shown. ``--json`` holds every verdict; Markdown and
-HTML keep every regression and failure and bound the rest.
-
-Exit codes (:mod:`bench.render.table`): 0 no regression; 1 a regression or a newly failing case; 2
-unusable input (see :mod:`bench.record.results`); 3 runs not comparable (different device, profile, modes, or
-initial weights for a case: docs/weights.md) unless
-``--allow-incomparable``. A crash of the tool exits 70 (:mod:`bench.commands`), never 1.
+HTML keep every regression and failure and bound the rest (:data:`TERMINAL_ROWS` and its siblings).
+Exit codes are :mod:`bench.record.exits`'; the command line is :mod:`bench.commands.compare`.
 """
 
 from __future__ import annotations
 
-import html
-import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from rich.console import Group, RenderableType
-from rich.text import Text
+from typing import TypeVar
 
 from bench.judge import module_diff as md
 from bench.judge.verdicts import (
@@ -46,8 +38,6 @@ from bench.render.table import (
     Message,
     TableSpec,
     format_value,
-    md_code,
-    md_text,
 )
 
 #: Rows of each table beyond the regressions and failures: terminal, Markdown (a PR comment or a
@@ -144,7 +134,7 @@ def rule_text(metric: Metric, floor: float = 0.0, *, paired: bool = False, expli
     return " and ".join(parts) or "any change"
 
 
-def _is_paired(d: MetricDelta) -> bool:
+def is_paired(d: MetricDelta) -> bool:
     return d.test == PAIRED_TEST
 
 
@@ -248,7 +238,7 @@ def change_tables(c: Comparison, *, show_all: bool = False, limit: int | None = 
         left_counts: dict[str, int] = {}
         for r in left:
             left_counts[r.delta.verdict] = left_counts.get(r.delta.verdict, 0) + 1
-        rule = rule_text(applied, c.floors.get(metric.key, 0.0), paired=_is_paired(candidates[0].delta),
+        rule = rule_text(applied, c.floors.get(metric.key, 0.0), paired=is_paired(candidates[0].delta),
                          explicit=metric.key in c.thresholds)
         tables.append(TableSpec(f"{metric.label} [{metric.key}] — rule: {rule}", columns, rows,
                                 footer=_left_out_text(left_counts, "more")))
@@ -363,10 +353,10 @@ def module_tables(c: Comparison, *, top: int | None = md.DEFAULT_TOP,
     return tables, len(diffs) - len(shown)
 
 
-_WHERE_TITLE = "Where it moved (per module)"
+WHERE_TITLE = "Where it moved (per module)"
 
 
-def _where_intro(left: int) -> str:
+def where_intro(left: int) -> str:
     more = f" {left} more moved case(s) not shown (--json lists every one)." if left else ""
     return ("Per regressed or improved case with a module breakdown (--bench-modules): the modules whose time "
             "moved most, with their share of the case's move in that phase; bold: deformable, attention and "
@@ -468,194 +458,15 @@ def noise_text(c: Comparison) -> str:
     return "; ".join(parts)
 
 
-_TERMINAL_PREFIX: Mapping[Level, tuple[str, str]] = {
-    Level.ERROR: ("⚠ ", "bold red"),
-    Level.WARNING: ("note: ", "yellow"),
-    Level.INFO: ("note: ", ""),
-}
-_MARKDOWN_PREFIX: Mapping[Level, str] = {Level.ERROR: "Warning", Level.WARNING: "Note", Level.INFO: "Note"}
-
-
-# ----------------------------------------------------------------------------------------------
-# renderers
-# ----------------------------------------------------------------------------------------------
-
-
-def render_terminal(c: Comparison, *, show_all: bool = False, limit: int | None = TERMINAL_ROWS,
-                    modules_top: int | None = md.DEFAULT_TOP) -> RenderableType:
-    """The report for a terminal or CI log. Without ``show_all`` each table lists every regression
-    and failure plus at most ``limit`` other rows (the largest moves); under them, where each moved
-    case's time went, ``modules_top`` modules per phase."""
-    bound = None if show_all else limit
-    parts: list[RenderableType] = [
-        Text(f"bench compare  base: {c.base.path}  head: {c.head.path}", style="bold"),
-    ]
-    for m in warnings_of(c):
-        prefix, style = _TERMINAL_PREFIX[m.level]
-        parts.append(Text(prefix + m.text, style=style))
-    if not c.blocked:
-        summary = summary_table(c, show_all=show_all, limit=bound)
-        if summary.rows:
-            parts.append(summary.to_rich())
-        parts += [t.to_rich() for t in change_tables(c, show_all=show_all, limit=bound)]
-        where, left = module_tables(c, top=modules_top, cases=None if show_all else TERMINAL_MODULE_CASES)
-        if where:
-            parts.append(Text(_WHERE_TITLE, style="bold underline"))
-            parts.append(Text(_where_intro(left), style="dim"))
-            parts += [t.to_rich() for t in where]
-    style = "bold green" if c.exit_code == EXIT_OK else "bold red"
-    parts.append(Text(headline(c), style=style))
-    return Group(*parts)
-
-
-def to_markdown(c: Comparison, *, limit: int | None = MARKDOWN_ROWS, modules_top: int | None = md.DEFAULT_TOP) -> str:
-    """For a CI job summary or a pull-request comment. Every regression and failure is listed; the
-    other rows of each table are bounded by ``limit`` (``None``: all)."""
-    icon = {EXIT_OK: "✅", EXIT_REGRESSION: "❌", EXIT_INCOMPARABLE: "⚠️"}.get(c.exit_code, "")
-    lines = [
-        f"## archbench: {icon} {md_text(headline(c))}",
-        "",
-        (f"base {md_code(c.base.path, in_table=False)} ({md_text(_run_text(c.base))}) → "
-         f"head {md_code(c.head.path, in_table=False)} ({md_text(_run_text(c.head))})"),
-        "",
-    ]
-    for m in warnings_of(c):
-        lines += [f"> **{_MARKDOWN_PREFIX[m.level]}:** {md_text(m.text)}", ""]
-    if c.blocked:
-        lines += ["Pass `--allow-incomparable` to compare these runs anyway.", ""]
-        return "\n".join(lines)
-    summary = summary_table(c, limit=limit)
-    if summary.rows:
-        lines += [f"### {md_text(summary.title)}", "", summary.to_markdown(), ""]
-    for table in change_tables(c, limit=limit):
-        lines += [f"#### {md_text(table.title)}", "", table.to_markdown(), ""]
-    where, left = module_tables(c, top=modules_top, cases=MARKDOWN_MODULE_CASES)
-    if where:
-        lines += [f"### {_WHERE_TITLE}", "", md_text(_where_intro(left)), ""]
-        for module_spec in where:
-            lines += [f"#### {md_text(module_spec.title)}", "", module_spec.to_markdown(), ""]
-    everything = summary_table(c, show_all=True, limit=limit)
-    lines += ["<details><summary>All benchmarks</summary>", "", everything.to_markdown(), "", "</details>", ""]
-    return "\n".join(lines)
-
-
-def _run_text(r: Results) -> str:
+def run_text(r: Results) -> str:
+    """A run in a few words: device, its name, profile and commit."""
     commit = (r.commit or "")[:12]
     return ", ".join(x for x in (r.env.device, r.env.device_name or "", r.env.profile, commit) if x)
 
 
-def _benchmark_json(b: BenchmarkComparison, c: Comparison) -> dict[str, Any]:
-    floors = c.floors
-    out: dict[str, Any] = {
-        "name": b.name,
-        "status": b.status.value,
-        "gates": b.gates,
-        "newly_failing": b.newly_failing,
-        "notes": list(b.notes),
-        "metrics": [
-            {
-                "key": d.key,
-                "unit": d.metric.unit,
-                "scale": d.metric.scale,
-                "base": d.base,
-                "head": d.head,
-                "rel": d.rel,
-                "new_nonzero": d.new_nonzero,
-                "p_value": d.p_value,
-                "test": d.test or None,
-                "verdict": d.verdict,
-                "rule": rule_text(d.metric, floors.get(d.key, 0.0), paired=_is_paired(d),
-                                  explicit=d.key in c.thresholds),
-                "note": d.note,
-            }
-            for d in b.metrics
-        ],
-    }
-    diff = benchmark_module_diff(b)
-    if diff is not None:  # files without a breakdown keep the shape they always had
-        out["modules"] = md.diff_json(diff)
-    return out
-
-
-def _json_envelope(c: Comparison) -> dict[str, Any]:
-    return {
-        "base": c.base.path,
-        "head": c.head.path,
-        "exit_code": c.exit_code,
-        "headline": headline(c),
-        "incomparable": list(c.incomparable),
-        "allow_incomparable": c.allow_incomparable,
-        "environment_notes": list(c.env_notes),
-        "messages": [{"level": m.level.value, "text": m.text} for m in warnings_of(c)],
-        "exact_accuracy": c.exact_accuracy,
-        "thresholds": dict(c.thresholds),
-        "time_noise": None if c.noise is None else {
-            "sigma": dict(c.noise.sigma), "median_ratio": c.noise.ratio, "medians": dict(c.noise.medians),
-            "floor": dict(c.floors),
-        },
-        "counts": {s.value: n for s, n in c.counts().items()},
-    }
-
-
-def to_json(c: Comparison) -> dict[str, Any]:
-    """Every verdict, as a JSON object (``benchmarks`` last)."""
-    return {**_json_envelope(c), "benchmarks": [_benchmark_json(b, c) for b in c.benchmarks]}
-
-
-def json_chunks(c: Comparison) -> Iterator[str]:
-    """:func:`to_json` as text, one benchmark per line, produced piecewise: ten thousand benchmarks
-    neither pass through the indenting (pure-Python) encoder nor sit in memory as one string."""
-    head = json.dumps(_json_envelope(c), indent=2, allow_nan=False, ensure_ascii=False)
-    yield head[:-2] + ',\n  "benchmarks": ['
-    for i, b in enumerate(c.benchmarks):
-        yield ("," if i else "") + "\n    " + json.dumps(_benchmark_json(b, c), allow_nan=False,
-                                                         ensure_ascii=False)
-    yield "\n  ]\n}\n"
-
-
-def to_html(c: Comparison, *, cost: str = "macs", limit: int | None = HTML_ROWS,
-            modules_top: int | None = md.DEFAULT_TOP) -> str:
-    """A single self-contained page: the verdict tables (every regression and failure, the other
-    rows bounded by ``limit``), then the charts for both runs."""
-    from bench.render import charts
-
-    blocks: list[charts.Block] = [
-        f"<h1>archbench compare</h1><p class='headline exit-{c.exit_code}'>{html.escape(headline(c))}</p>",
-        (f"<p>base <code>{html.escape(c.base.path)}</code> ({html.escape(_run_text(c.base))}) → head "
-         f"<code>{html.escape(c.head.path)}</code> ({html.escape(_run_text(c.head))})</p>"),
-    ]
-    for m in warnings_of(c):
-        css = "note" if m.level is Level.INFO else "warning"  # charts.page styles .warning
-        blocks.append(f"<p class='{css} level-{m.level.value}'>{html.escape(m.text)}</p>")
-    if not c.blocked:
-        blocks.append(summary_table(c, show_all=True, limit=limit).to_html())
-        blocks += [t.to_html() for t in change_tables(c, limit=limit)]
-        blocks += _where_html(c, modules_top)
-    blocks += charts.run_charts([("base", c.base), ("head", c.head)], cost=cost)
-    return charts.page("archbench compare", blocks)
-
-
-def _where_html(c: Comparison, top: int | None) -> list[Any]:
-    """The "where it moved" section: the tables, then per moved case the bars of time and MACs per
-    module, base beside head (nothing at all for runs without breakdowns)."""
-    from bench.render import charts
-
-    diffs = moved_module_diffs(c)
-    if not diffs:
-        return []
-    tables, _ = module_tables(c, top=top)
-    # the emphasised modules' cells are bold; the page's own style sheet has no plain bold class
-    blocks: list[Any] = [
-        (f"<h2>{html.escape(_WHERE_TITLE)}</h2><style>.st-bold {{ font-weight: bold; }}</style>"
-         f"<p class='caption'>{html.escape(_where_intro(0))}</p>"),
-        *(t.to_html() for t in tables),
-    ]
-    blocks += charts.module_charts([("base", c.base), ("head", c.head)], cases=[b.case for b, _ in diffs])
-    return blocks
-
-
 __all__ = [
-    "ChangeRow", "benchmark_module_diff", "change_tables", "format_change", "format_delta",
-    "headline", "json_chunks", "module_table", "module_tables", "moved_module_diffs", "noise_text", "render_terminal", "rule_text", "summary_table", "to_html", "to_json", "to_markdown",
-    "warnings_of",
+    "HTML_ROWS", "MARKDOWN_MODULE_CASES", "MARKDOWN_ROWS", "TERMINAL_MODULE_CASES", "TERMINAL_ROWS", "WHERE_TITLE",
+    "ChangeRow", "benchmark_module_diff", "change_tables", "format_change", "format_delta", "headline", "is_paired",
+    "module_table", "module_tables", "moved_module_diffs", "noise_text", "rule_text", "run_text", "summary_table",
+    "throttled_text", "warnings_of", "where_intro",
 ]

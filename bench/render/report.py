@@ -12,13 +12,9 @@ does not know (or a registry that cannot be imported) leaves those cells empty w
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from rich.console import Group, RenderableType
 
 from bench.record.metrics import METRICS, Metric
 from bench.record.results import Benchmark, Results
@@ -81,7 +77,7 @@ class ReportedRow:
 
 def reported_rows(results: Results) -> list[ReportedRow]:
     """One row per case of the run; cells the registry cannot fill say why."""
-    cases = charts.cases_of(results)
+    cases = results.cases()
     names = list(dict.fromkeys(b.record.case for b in results))
     lookup = _reported_numbers(names)
     params_m, acc_m, epoch_m = METRICS["params_total"], METRICS["accuracy_test"], METRICS["time_epoch_s"]
@@ -164,36 +160,3 @@ def reported_table(results: Results) -> TableSpec[ReportedRow]:
         Column("note", lambda r: r.note),
     ]
     return TableSpec("The reports' numbers beside the measured ones", columns, reported_rows(results))
-
-
-def report_blocks(results: Results, cost: str = "macs") -> list[charts.Block]:
-    """The page's blocks: heading, measured tables, the charts, and the report-numbers table."""
-    env = results.env
-    blocks: list[charts.Block] = [
-        f"<h1>archbench report: {html.escape(results.path)}</h1>",
-        "<p>{} · {} · profile {} · torch {} · commit {}</p>".format(
-            *(html.escape(str(x)) for x in (env.device, env.device_name, env.profile, env.torch, results.commit))
-        ),
-    ]
-    run = [(Path(results.path).name, results)]
-    blocks += charts.run_charts(run, cost=cost)
-    blocks += charts.module_charts(run)  # nothing for a run measured without --bench-modules
-    blocks.append("<h2>Reported and measured</h2>")
-    blocks.append(
-        "<p>Measured accuracy comes from a short fixed training budget on the profile's dataset; it is not "
-        "expected to match the report's, which trained far longer on the original data.</p>"
-    )
-    blocks.append(reported_table(results).to_html())
-    blocks.append("<h2>Measured</h2>")
-    blocks += [t.to_html() for t in measured_tables(results)]
-    return blocks
-
-
-def to_html(results: Results, cost: str = "macs") -> str:
-    return charts.page(f"archbench report: {results.path}", report_blocks(results, cost))
-
-
-def render_terminal(results: Results) -> RenderableType:
-    return Group(*(t.to_rich() for t in measured_tables(results)))
-
-

@@ -1,28 +1,21 @@
-"""Plotly figures built from records, and the one self-contained HTML page that holds them.
-
-Charts (each takes one or more labelled runs, so ``bench report`` draws one run and ``bench compare``
-draws base and head side by side):
+"""Plotly figures built from records, each taking one or more labelled runs, so that ``bench report``
+draws one run and ``bench compare`` draws base and head side by side:
 
 * :func:`accuracy_vs_cost` — test accuracy against a chosen cost (MACs, params, step time, memory,
   energy per step where measured; buttons switch between them), one panel per report on a log cost
-  axis, every point labelled (:func:`place_labels` keeps labels apart), each report's Pareto front, hollow
-  points for heads trained on random frozen backbones, seed error bars, and with base and head an arrow
-  from each base point to its head point;
+  axis, every point labelled (:mod:`bench.render.charts.labels` keeps labels apart), each report's Pareto
+  front, hollow points for heads trained on random frozen backbones, seed error bars, and with base and
+  head an arrow from each base point to its head point;
 * :func:`time_boxplots` — per case, a boxplot of time (seconds per training epoch, or per training
   step) with test accuracy as a line on a second axis, one figure per report — the figures of report 000;
 * :func:`accuracy_boxplots` — per case, test accuracy over the seeds (``--bench-seeds N``);
 * :func:`training_curves` — per-epoch training loss and validation accuracy;
 * :func:`module_breakdown` — per case with a breakdown (``--bench-modules``), stacked bars of forward
-  time, backward time and MACs per module, one bar per run (:func:`module_charts` gives the section).
+  time, backward time and MACs per module, one bar per run.
 
 A report has one colour (:func:`report_colors`) in every chart of a page; with several runs the earlier
-are faint and the last solid (:func:`run_styles`). Nothing needs a hover to be read: :func:`accuracy_caption`
-says in words what the marks mean, and the page never scrolls sideways (figures are responsive, wide
-tables scroll in their own box).
-
-Units and scales come from :data:`bench.record.metrics.METRICS`. :func:`page` embeds plotly.js exactly once
-(the first figure is written with ``include_plotlyjs=True``, the rest with ``False``), so the page works
-offline.
+are faint and the last solid (:func:`run_styles`). Units and scales come from
+:data:`bench.record.metrics.METRICS`.
 """
 
 from __future__ import annotations
@@ -36,57 +29,23 @@ from dataclasses import dataclass
 from typing import TypeAlias, TypeGuard
 
 import plotly.graph_objects as go
-import plotly.io as pio
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from bench.judge.module_diff import REST, emphasised, leaves
 from bench.record.metrics import METRICS, Metric
-from bench.record.results import Results
+from bench.record.results import CaseRecords, Results
 from bench.record.schema import Record, quantity, random_frozen_backbone, seed_values
+from bench.render.charts.labels import MARKER, Frame, label_annotation, place_labels
 
-#: A block of a page: a figure, or a trusted HTML fragment (callers escape their text).
-Block: TypeAlias = "go.Figure | str"
 #: A run to draw, with the label its traces carry ("base", "head", or the file name).
 Run: TypeAlias = tuple[str, Results]
+
 
 FIGURE_HEIGHT = 480
 _PALETTE = qualitative.Dark24
 _RUN_DASH = ("solid", "dash", "dot", "dashdot")
 _RUN_SYMBOL = ("circle", "diamond", "square", "triangle-up")
-
-
-@dataclass(frozen=True)
-class CaseRecords:
-    """A case's successful records in one run: timing/memory (step) and accuracy (train)."""
-
-    case: str
-    suite: str
-    step: Record | None = None
-    train: Record | None = None
-
-    def value(self, key: str) -> float | None:
-        """``key`` from the step record, else the train record (static costs live in both)."""
-        for record in (self.step, self.train):
-            if record is not None and getattr(record, key, None) is not None:
-                return float(getattr(record, key))
-        return None
-
-
-def cases_of(results: Results) -> dict[str, CaseRecords]:
-    """Successful records of a run grouped by case, in file order."""
-    cases: dict[str, CaseRecords] = {}
-    for bench in results:
-        record = bench.record
-        if record.status != "ok":
-            continue
-        current = cases.get(record.case, CaseRecords(record.case, record.suite))
-        if record.kind == "step" and current.step is None:
-            current = CaseRecords(current.case, current.suite, record, current.train)
-        elif record.kind == "train" and current.train is None:
-            current = CaseRecords(current.case, current.suite, current.step, record)
-        cases[record.case] = current
-    return cases
 
 
 @dataclass(frozen=True)
@@ -194,27 +153,6 @@ _PANEL_HEIGHT = 320
 _PANEL_GAP = 100  # px between rows: an x-axis title, then the next panel's two-line title
 _MARGIN = {"l": 60, "r": 20, "t": 125, "b": 60}
 _BUTTONS_Y = 48  # px from the top panel to the foot of the cost buttons, above its two-line title
-_LABEL_FONT = 11
-#: Mean advance of a character of the default sans-serif font, as a fraction of its size.
-_CHAR_WIDTH = 0.58
-_LINE_HEIGHT = 1.25
-_MARKER = 10  # marker diameter, px
-#: Label lines wrap after this many characters, so a cluster of coincident points gets a compact label.
-_LABEL_LINE = 24
-_LABEL_PAD = 1  # px of label background around the text
-#: px kept clear round a label, for the browser's fonts not being the nominal ones: at 2, two MobileNet labels
-#: of the 0.3.0 baseline pair's comparison page touched in Chromium.
-_LABEL_MARGIN = 4
-_LABEL_ROWS = 5  # rows of places above and below a point
-_PLACEMENT_PASSES = 3
-#: Cost of a leader line crossing a label or another leader line, in px² of overlap: about a line of
-#: label text hidden.
-_CROSSING_COST = 300.0
-#: Points closer than this (px) compete for room, so the most crowded are labelled first.
-_CROWD = 60
-#: Cost of a pixel of gap between a label and its point, in px² of overlap: enough that a free
-#: place beside the point beats a free place further out, far too little to accept a collision.
-_DISTANCE_COST = 2.0
 _FROZEN_NOTE = "hollow ○: only a head trained, on random frozen features (not the architecture's accuracy)"
 
 
@@ -241,184 +179,6 @@ def _points(cases: Mapping[str, CaseRecords], axis: Cost, accuracy: str) -> list
         hollow = c.train is not None and random_frozen_backbone(c.train)
         points.append(_Point(c.case, x * axis.scale, y * acc.scale, None if spread is None else spread * acc.scale, hollow))
     return points
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """A panel's axis ranges (x in log10) and its nominal size in pixels, to place labels in pixels."""
-
-    x0: float
-    x1: float
-    y0: float
-    y1: float
-    width: float
-    height: float
-
-    def px(self, x: float, y: float) -> tuple[float, float]:
-        """Pixels from the panel's bottom-left corner (y up) of a point in display units."""
-        return ((math.log10(x) - self.x0) / (self.x1 - self.x0) * self.width,
-                (y - self.y0) / (self.y1 - self.y0) * self.height)
-
-
-Box: TypeAlias = tuple[float, float, float, float]  # left, bottom, right, top (px)
-
-
-@dataclass(frozen=True)
-class Label:
-    """A label for one or more coinciding points: its text, the point it names (display units), and
-    where its centre sits relative to that point, in pixels (y up)."""
-
-    text: str
-    x: float
-    y: float
-    dx: float
-    dy: float
-
-
-def _label_size(text: str) -> tuple[float, float]:
-    lines = text.split("<br>")
-    return (max(len(line) for line in lines) * _LABEL_FONT * _CHAR_WIDTH + 2 * _LABEL_PAD,
-            len(lines) * _LABEL_FONT * _LINE_HEIGHT + 2 * _LABEL_PAD)
-
-
-def _offsets(w: float, h: float) -> list[tuple[float, float]]:
-    """Where a w × h label's centre may sit relative to its point, nearest first: beside the marker
-    (right, then left), then in rows above and below it, each row centred on the point or starting or
-    ending at it; the further rows take a leader line."""
-    r = _MARKER / 2 + 2
-    beside = [(r + w / 2, 0.0), (-r - w / 2, 0.0)]
-    rows = [(dx, sy * (r + h / 2 + k * h)) for k in range(_LABEL_ROWS) for sy in (1, -1)
-            for dx in (0.0, w / 2 - r, r - w / 2, r + w / 2, -r - w / 2)]
-    return beside + rows
-
-
-Segment: TypeAlias = tuple[float, float, float, float]  # x0, y0, x1, y1 (px)
-
-
-def _leader(px: float, py: float, box: Box) -> Segment | None:
-    """The leader line from a point to the nearest point of its label's box; ``None`` when the label
-    touches its marker (plotly's line then hides under the label)."""
-    nx, ny = min(max(px, box[0]), box[2]), min(max(py, box[1]), box[3])
-    return None if math.dist((px, py), (nx, ny)) <= _MARKER else (px, py, nx, ny)
-
-
-def _crosses(a: Segment, b: Segment) -> bool:
-    """Whether two segments cross (touching at an end does not count)."""
-    def side(x0: float, y0: float, x1: float, y1: float, x: float, y: float) -> float:
-        return (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)
-
-    d1, d2 = side(*a, b[0], b[1]), side(*a, b[2], b[3])
-    d3, d4 = side(*b, a[0], a[1]), side(*b, a[2], a[3])
-    return d1 * d2 < 0 and d3 * d4 < 0
-
-
-def _through(segment: Segment, box: Box) -> bool:
-    """Whether a segment passes through a box (Liang–Barsky clipping)."""
-    x0, y0, x1, y1 = segment
-    t0, t1 = 0.0, 1.0
-    for p, q in ((x0 - x1, x0 - box[0]), (x1 - x0, box[2] - x0), (y0 - y1, y0 - box[1]), (y1 - y0, box[3] - y0)):
-        if p == 0:
-            if q < 0:
-                return False
-        elif p < 0:
-            t0 = max(t0, q / p)
-        else:
-            t1 = min(t1, q / p)
-    return t0 < t1
-
-
-def _overlap(a: Box, b: Box) -> float:
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-
-
-def _outside(box: Box, frame: _Frame) -> float:
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    return area - _overlap(box, (0.0, 0.0, frame.width, frame.height))
-
-
-def _wrap(names: Sequence[str]) -> str:
-    lines: list[str] = []
-    for name in names:
-        if lines and len(lines[-1]) + 2 + len(name) <= _LABEL_LINE:
-            lines[-1] += f", {name}"
-        else:
-            lines.append(name)
-    return "<br>".join(lines)
-
-
-def place_labels(
-    points: Sequence[tuple[float, float, str]], frame: _Frame, obstacles: Sequence[tuple[float, float]] = ()
-) -> list[Label]:
-    """Labels for points (x, y in display units, name), placed so that they do not collide.
-
-    Points whose markers overlap share one label listing their names. Each label, most crowded first,
-    takes the place around its point (:func:`_offsets`) that overlaps least with the labels placed so
-    far, every marker (``obstacles`` are further markers, e.g. a faint base run) and the panel's edge,
-    with a small premium on staying close; plotly would draw text wherever it is told, collisions
-    included."""
-    pixels = [frame.px(x, y) for x, y, _ in points]
-    cluster = list(range(len(points)))
-
-    def root(i: int) -> int:
-        while cluster[i] != i:
-            i = cluster[i]
-        return i
-
-    for i in range(len(points)):
-        for j in range(i):
-            if math.dist(pixels[i], pixels[j]) < _MARKER:
-                cluster[root(i)] = root(j)
-    members: dict[int, list[int]] = {}
-    for i in sorted(range(len(points)), key=lambda i: (pixels[i], points[i][2])):
-        members.setdefault(root(i), []).append(i)
-    r = _MARKER / 2
-    markers = [(px - r, py - r, px + r, py + r) for px, py in [*pixels, *(frame.px(x, y) for x, y in obstacles)]]
-
-    def crowd(group: list[int]) -> int:
-        return sum(math.dist(pixels[group[0]], q) < _CROWD for q in pixels)
-
-    groups = sorted(members.values(), key=lambda g: (-crowd(g), pixels[g[0]]))
-    texts = [_wrap([points[i][2] for i in group]) for group in groups]
-    boxes: list[Box | None] = [None] * len(groups)
-    offsets: list[tuple[float, float]] = [(0.0, 0.0)] * len(groups)
-    # greedy, most crowded first; then each label again, against all the others, once they all stand
-    for _ in range(_PLACEMENT_PASSES):
-        for n, group in enumerate(groups):
-            w, h = _label_size(texts[n])
-            px, py = pixels[group[0]]
-            others = [b for m, b in enumerate(boxes) if b is not None and m != n]
-            lines = [seg for m, b in enumerate(boxes) if b is not None and m != n
-                     and (seg := _leader(*pixels[groups[m][0]], b)) is not None]
-            best: tuple[float, tuple[float, float], Box] | None = None
-            for dx, dy in _offsets(w, h):
-                box = (px + dx - w / 2, py + dy - h / 2, px + dx + w / 2, py + dy + h / 2)
-                # a little room round each box: the browser's fonts and the window are not the nominal ones
-                grown = (box[0] - _LABEL_MARGIN, box[1] - _LABEL_MARGIN, box[2] + _LABEL_MARGIN, box[3] + _LABEL_MARGIN)
-                cost = sum(_overlap(grown, b) for b in others) + sum(_overlap(grown, m) for m in markers)
-                gap = math.hypot(max(box[0] - px, 0.0, px - box[2]), max(box[1] - py, 0.0, py - box[3]))
-                cost += 3 * _outside(box, frame) + _DISTANCE_COST * gap
-                line = _leader(px, py, box)
-                if line is not None:
-                    # a leader line through a label or across another line sends the eye to the wrong point
-                    cost += _CROSSING_COST * (sum(_through(line, b) for b in others) + sum(_crosses(line, seg) for seg in lines))
-                cost += _CROSSING_COST * sum(_through(seg, box) for seg in lines)
-                if best is None or cost < best[0]:
-                    best = (cost, (dx, dy), box)
-            assert best is not None
-            offsets[n], boxes[n] = best[1], best[2]
-    return [Label(texts[n], points[g[0]][0], points[g[0]][1], *offsets[n]) for n, g in enumerate(groups)]
-
-
-def _label_annotation(label: Label, xa: str, ya: str) -> dict[str, object]:
-    """A label as a plotly annotation: text centred at its offset, a thin leader line to the point
-    (hidden under the label when it touches its marker)."""
-    return {
-        "x": math.log10(label.x), "y": label.y, "xref": xa, "yref": ya, "text": label.text,
-        "showarrow": True, "arrowhead": 0, "arrowwidth": 0.8, "arrowcolor": "#999", "standoff": _MARKER / 2,
-        "ax": label.dx, "ay": -label.dy,  # annotation offsets are pixels, y down
-        "font": {"size": _LABEL_FONT, "color": "#222"}, "bgcolor": "rgba(255,255,255,0.75)",
-        "borderpad": _LABEL_PAD, "align": "center", "name": "label",
-    }
 
 
 def _log_range(values: Iterable[float]) -> tuple[float, float]:
@@ -457,7 +217,7 @@ def accuracy_vs_cost(runs: Sequence[Run], cost: str = "macs", accuracy: str = "a
         raise KeyError(f"unknown cost {cost!r}; choose from {sorted(COSTS)}")
     acc = METRICS[accuracy]
     suites = suites_of(runs)
-    per_run = [{k: c for k, c in cases_of(res).items()} for _, res in runs]
+    per_run = [{k: c for k, c in res.cases().items()} for _, res in runs]
     drawn = {
         name: {s: [_points({k: c for k, c in cases.items() if c.suite == s}, axis, accuracy) for cases in per_run]
                for s in suites}
@@ -476,7 +236,7 @@ def accuracy_vs_cost(runs: Sequence[Run], cost: str = "macs", accuracy: str = "a
     colors = report_colors(runs)
     styles = run_styles(len(runs))
     plot_width = _NOMINAL_WIDTH - _MARGIN["l"] - _MARGIN["r"]
-    axes: dict[str, tuple[str, str, tuple[float, float], _Frame | None]] = {}
+    axes: dict[str, tuple[str, str, tuple[float, float], Frame | None]] = {}
     y_ranges: dict[str, tuple[float, float]] = {}
     for suite in panels:
         every = [p for d in drawn.values() for pts in d[suite] for p in pts]
@@ -495,7 +255,7 @@ def accuracy_vs_cost(runs: Sequence[Run], cost: str = "macs", accuracy: str = "a
             ya = fig.get_subplot(row, col).yaxis.plotly_name.replace("axis", "")
             xdom = fig.layout[f"xaxis{xa[1:]}"].domain
             ydom = fig.layout[f"yaxis{ya[1:]}"].domain
-            frame = _Frame(*x_range, *y_ranges[suite], plot_width * (xdom[1] - xdom[0]),
+            frame = Frame(*x_range, *y_ranges[suite], plot_width * (xdom[1] - xdom[0]),
                            plot_height * (ydom[1] - ydom[0]))
             axes[suite] = (xa, ya, (xdom[0], xdom[1]), frame)
             relayout[f"xaxis{xa[1:]}.range"] = list(x_range)
@@ -506,7 +266,7 @@ def accuracy_vs_cost(runs: Sequence[Run], cost: str = "macs", accuracy: str = "a
             labelled = [(p.x, p.y, short_name(p.case, suite)) for r, pts in enumerate(by_run) for p in pts
                         if owner[p.case] == r]
             others = [(p.x, p.y) for r, pts in enumerate(by_run) for p in pts if owner[p.case] != r]
-            anns += [_label_annotation(lab, xa, ya) for lab in place_labels(labelled, frame, others)]
+            anns += [label_annotation(lab, xa, ya) for lab in place_labels(labelled, frame, others)]
             color = colors[suite]
             for r, pts in enumerate(by_run):
                 label = runs[r][0]
@@ -562,7 +322,7 @@ def _point_trace(pts: Sequence[_Point], label: str, color: str, opacity: float, 
     spreads = [p.spread or 0.0 for p in pts]
     return go.Scatter(
         x=[p.x for p in pts], y=[p.y for p in pts], mode="markers", name=label, hovertext=[p.case for p in pts],
-        marker={"color": color, "size": _MARKER, "symbol": ["circle-open" if p.hollow else "circle" for p in pts],
+        marker={"color": color, "size": MARKER, "symbol": ["circle-open" if p.hollow else "circle" for p in pts],
                 "line": {"width": 2, "color": color}},
         error_y={"type": "data", "array": spreads, "visible": any(spreads), "color": color, "thickness": 1.2, "width": 4},
         opacity=opacity, meta={"cases": [p.case for p in pts], "hollow": [p.hollow for p in pts]},
@@ -570,7 +330,7 @@ def _point_trace(pts: Sequence[_Point], label: str, color: str, opacity: float, 
     )
 
 
-def _moves(by_run: Sequence[Sequence[_Point]], frame: _Frame, xa: str, ya: str, color: str) -> list[dict[str, object]]:
+def _moves(by_run: Sequence[Sequence[_Point]], frame: Frame, xa: str, ya: str, color: str) -> list[dict[str, object]]:
     """An arrow from each case's point in one run to its point in the next, where it moved visibly.
     Annotations on a log axis take log10 coordinates."""
     arrows: list[dict[str, object]] = []
@@ -578,20 +338,20 @@ def _moves(by_run: Sequence[Sequence[_Point]], frame: _Frame, xa: str, ya: str, 
         was = {p.case: p for p in before}
         for p in after:
             q = was.get(p.case)
-            if q is None or math.dist(frame.px(q.x, q.y), frame.px(p.x, p.y)) < _MARKER:
+            if q is None or math.dist(frame.px(q.x, q.y), frame.px(p.x, p.y)) < MARKER:
                 continue  # under its own marker an arrow is a smudge; the caption says so
             arrows.append({
                 "x": math.log10(p.x), "y": p.y, "ax": math.log10(q.x), "ay": q.y,
                 "xref": xa, "yref": ya, "axref": xa, "ayref": ya, "text": "", "showarrow": True,
                 "arrowhead": 2, "arrowsize": 1.2, "arrowwidth": 1.5, "arrowcolor": color,
-                "standoff": _MARKER / 2, "startstandoff": _MARKER / 2, "name": f"move {p.case}",
+                "standoff": MARKER / 2, "startstandoff": MARKER / 2, "name": f"move {p.case}",
             })
     return arrows
 
 
 def _panel_titles(
     panels: Sequence[str], drawn: Mapping[str, Mapping[str, Sequence[Sequence[_Point]]]],
-    axes: Mapping[str, tuple[str, str, tuple[float, float], _Frame | None]], colors: Mapping[str, str],
+    axes: Mapping[str, tuple[str, str, tuple[float, float], Frame | None]], colors: Mapping[str, str],
 ) -> list[dict[str, object]]:
     """Each panel's title (its report, in the report's colour) and, under it, a note on what is drawn
     differently there: hollow points, and a front left out because no point could be on it."""
@@ -625,7 +385,7 @@ class _Phase:
     samples: Callable[[CaseRecords], list[float] | None]
 
 
-_PHASES: Mapping[str, _Phase] = {
+PHASES: Mapping[str, _Phase] = {
     "epoch": _Phase("time per training epoch", "epoch time", METRICS["time_epoch_s"],
                     lambda c: c.train.samples_epoch_s if c.train else None),
     "step": _Phase("time per training step (forward + backward + optimizer)", "step time", _TIME,
@@ -659,10 +419,10 @@ def time_boxplots(
     """Per case of ``suite``: a boxplot of ``phase`` time per run, in the report's colour (earlier runs
     faint), and accuracy as a dark line on a second axis (hollow where a head trained on a random frozen
     backbone). ``None`` when no case of the suite has samples."""
-    spec = _PHASES[phase]
+    spec = PHASES[phase]
     title, metric, samples_of = spec.title, spec.metric, spec.samples
     acc = METRICS[accuracy]
-    per_run = [(label, {k: c for k, c in cases_of(res).items() if c.suite == suite}) for label, res in runs]
+    per_run = [(label, {k: c for k, c in res.cases().items() if c.suite == suite}) for label, res in runs]
     order = _ordered({k for _, cases in per_run for k, c in cases.items() if samples_of(c)}, per_run)
     if not order:
         return None
@@ -722,7 +482,7 @@ def accuracy_boxplots(runs: Sequence[Run], suite: str, accuracy: str = "accuracy
     (:func:`~bench.record.schema.seed_values`), per run, in the report's colour (earlier runs faint); hollow
     points where a head trained on a random frozen backbone. ``None`` when no case has an accuracy."""
     acc = METRICS[accuracy]
-    per_run = [(label, {k: c for k, c in cases_of(res).items() if c.suite == suite}) for label, res in runs]
+    per_run = [(label, {k: c for k, c in res.cases().items() if c.suite == suite}) for label, res in runs]
     values = {
         (r, k): seed_values(c.train, accuracy)
         for r, (_, cases) in enumerate(per_run) for k, c in cases.items() if c.train is not None
@@ -764,7 +524,7 @@ def accuracy_boxplots(runs: Sequence[Run], suite: str, accuracy: str = "accuracy
 def training_curves(runs: Sequence[Run], suite: str) -> go.Figure | None:
     """Per case of ``suite`` and per run: training loss and validation accuracy by epoch."""
     acc = METRICS["accuracy_val"]
-    per_run = [(label, {k: c for k, c in cases_of(res).items() if c.suite == suite}) for label, res in runs]
+    per_run = [(label, {k: c for k, c in res.cases().items() if c.suite == suite}) for label, res in runs]
     order = _ordered({k for _, cases in per_run for k, c in cases.items() if c.train and c.train.curve}, per_run)
     if not order:
         return None
@@ -837,44 +597,6 @@ def _suite_modules() -> Mapping[str, str]:
     return registry().reports
 
 
-#: Beyond this many cases per run a page of per-case charts is neither drawable nor readable (ten
-#: thousand boxplots take a minute and gigabytes to build); the tables still list every case.
-MAX_CHART_CASES = 500
-
-
-def run_charts(runs: Sequence[Run], cost: str = "macs") -> list[Block]:
-    """Every chart for ``runs``, with headings, and a note wherever a chart has nothing to draw."""
-    largest = max((len({b.record.case for b in results}) for _, results in runs), default=0)
-    if largest > MAX_CHART_CASES:
-        return ["<h2>Charts</h2>", _omitted(
-            f"{largest} cases in one run, more than the {MAX_CHART_CASES} a page of charts can hold; "
-            "bench report of a subset draws them"
-        )]
-    blocks: list[Block] = ["<h2>Accuracy against cost</h2>"]
-    fig = accuracy_vs_cost(runs, cost)
-    if fig is not None:
-        blocks += [accuracy_caption(runs), fig]
-    else:
-        blocks.append(_omitted("no case has both an accuracy and a cost"))
-    colors = report_colors(runs)
-    for suite in suites_of(runs):
-        # the heading carries the report's colour, so a section reads as the panel of that colour above
-        blocks.append(f"<h2 class='report' style='border-color:{colors[suite]}'>{html.escape(report_of(suite))}</h2>")
-        for phase in _PHASES:
-            fig = time_boxplots(runs, suite, phase)
-            blocks.append(fig if fig is not None else _omitted(f"no {_PHASES[phase].title} samples"))
-        fig = accuracy_boxplots(runs, suite)
-        blocks.append(fig if fig is not None else _omitted("no test accuracy"))
-        fig = training_curves(runs, suite)
-        blocks.append(fig if fig is not None else _omitted("no training curves"))
-    return blocks
-
-
-# -- per-module breakdowns ---------------------------------------------------------------------------
-
-#: Module charts on one page at most: a figure per case, and 64 is the largest run archbench measures
-#: (the four reports' 32 cases, twice over); the tables and --json hold every case.
-MAX_MODULE_CHARTS = 64
 #: Plain modules in light colours, so that dark text on them reads; the modules the reports study in
 #: a dark colour with a hatch, found at a glance, and named in bold.
 _MODULE_COLORS = qualitative.Pastel1 + qualitative.Pastel2
@@ -894,7 +616,7 @@ _MODULE_ROWS = (
 
 
 def _module_record(results: Results, case: str) -> Record | None:
-    c = cases_of(results).get(case)
+    c = results.cases().get(case)
     return c.step if c is not None and c.step is not None and c.step.modules else None
 
 
@@ -1008,115 +730,3 @@ def module_breakdown(runs: Sequence[Run], case: str) -> go.Figure | None:
         legend={"traceorder": "normal", "title": {"text": "modules, in model order"}, "tracegroupgap": 0},
     )
     return fig
-
-
-def module_caption(runs: Sequence[Run]) -> str:
-    """What the module charts show, in words."""
-    sides = (" One bar per run (" + ", ".join(html.escape(label) for label, _ in runs) + "), the first on top."
-             if len(runs) > 1 else "")
-    return (
-        "<p class='caption'>Per case measured with --bench-modules: forward time, backward time and MACs "
-        "split into its modules (the leaves of the module tree), in model order, each segment labelled with its "
-        "module's name where the name fits and listed in the legend in the same order." + sides
-        + " Dark, hatched, bold: the deformable, attention and dynamic-convolution modules the reports study. "
-        f"Grey “{REST}”: the rest of the phase's median (the parents' own operations)."
-        " Times are medians of the breakdown's own rounds.</p>"
-    )
-
-
-def module_charts(runs: Sequence[Run], cases: Sequence[str] | None = None,
-                  limit: int = MAX_MODULE_CHARTS) -> list[Block]:
-    """The section of module charts: one figure per case with a breakdown (``cases``: those, in that
-    order), at most ``limit``; nothing at all when no case has a breakdown."""
-    if cases is None:
-        seen: list[str] = []
-        for _, res in runs:
-            seen += [k for k, c in cases_of(res).items() if c.step is not None and c.step.modules and k not in seen]
-        cases = seen
-    drawn = [fig for case in cases[:limit] if (fig := module_breakdown(runs, case)) is not None]
-    if not drawn:
-        return []
-    blocks: list[Block] = ["<h2>Time and MACs per module</h2>", module_caption(runs), *drawn]
-    if len(cases) > limit:
-        blocks.append(_omitted(f"{len(cases) - limit} more cases with a breakdown; the first {limit} are drawn"))
-    return blocks
-
-
-def accuracy_caption(runs: Sequence[Run]) -> str:
-    """What the accuracy-against-cost chart shows, in words, so that nothing in it needs a hover."""
-    parts = [(
-        "One panel per report, in the report's colour, on one log-scaled cost axis; the buttons above the "
-        "panels choose the cost. Each point is a case, labelled with its name without the suite prefix; "
-        "points that coincide share one label. The line is the report's Pareto front: the cases no cheaper "
-        "case beats on accuracy."
-    )]
-    cases = [c for _, res in runs for c in cases_of(res).values() if c.train is not None]
-    if any(random_frozen_backbone(c.train) for c in cases if c.train is not None):
-        parts.append("Hollow points: only a head trained, on a backbone frozen at random initialisation; their "
-                     "accuracy measures that head, not the architecture, and they are left off the front.")
-    if any(accuracy_spread(c.train) is not None for c in cases if c.train is not None):
-        parts.append("Error bars: ±1 standard deviation of the test accuracy over the seeds.")
-    if len(runs) > 1:
-        names = " → ".join(html.escape(label) for label, _ in runs)
-        parts.append(f"Runs {names}: the earlier faint, the last solid, its front solid and the earlier dotted; "
-                     "an arrow leads from each case's earlier point to its later one. A case without an "
-                     "arrow did not move by a marker's width.")
-    return "<p class='caption'>" + " ".join(parts) + "</p>"
-
-
-def _omitted(why: str) -> str:
-    return f"<p class='omitted'>Chart omitted: {html.escape(why)}.</p>"
-
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px; color: #222;
-       padding: 0 20px; box-sizing: border-box; overflow-wrap: anywhere; }
-.wide { overflow-x: auto; max-width: 100%; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; overflow-wrap: normal; }
-caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; vertical-align: top; }
-th { background: #f3f3f3; }
-td.right, th.right { text-align: right; font-variant-numeric: tabular-nums; }
-.st-bold-red { color: #b00; font-weight: bold; } .st-green { color: #070; } .st-yellow { color: #a60; }
-.st-magenta { color: #909; } .st-cyan { color: #077; } .st-dim { color: #888; }
-.warning { background: #fee; border-left: 4px solid #c00; padding: 0.5em; font-weight: bold; }
-.headline.exit-0 { color: #070; font-weight: bold; } .headline { color: #b00; font-weight: bold; }
-.omitted { color: #888; font-style: italic; }
-.chart { margin: 1em 0; max-width: 100%; }
-.caption { max-width: 70em; color: #333; }
-h2.report { border-left: 8px solid; padding-left: 0.4em; }
-"""
-
-
-def page(title: str, blocks: Iterable[Block]) -> str:
-    """One self-contained HTML page. plotly.js is embedded once, with the first figure; figure divs
-    are ``chart-0``, ``chart-1``, ... in page order."""
-    parts: list[str] = []
-    n = 0
-    for block in blocks:
-        if isinstance(block, go.Figure):
-            div = pio.to_html(
-                block,
-                include_plotlyjs=n == 0,
-                full_html=False,
-                div_id=f"chart-{n}",
-                config={"displaylogo": False, "responsive": True},
-                default_height=f"{FIGURE_HEIGHT}px",
-            )
-            parts.append(f"<div class='chart'>{div}</div>")
-            n += 1
-        elif block.lstrip().startswith("<table"):
-            # a table wider than the window scrolls inside its own box, never the page
-            parts.append(f"<div class='wide'>{block}</div>")
-        else:
-            parts.append(block)
-    body = "\n".join(parts)
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
-    )
-
-
-def figures(blocks: Iterable[Block]) -> list[go.Figure]:
-    """The figures among ``blocks``, in page order (``chart-0`` first)."""
-    return [b for b in blocks if isinstance(b, go.Figure)]
