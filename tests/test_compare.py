@@ -683,3 +683,12 @@ def test_reported_metrics_are_shown_never_judged(tmp_path: Path) -> None:
     assert deltas and all(d.verdict == "reported" and d.rel == pytest.approx(-0.5) for d in deltas)
     with pytest.raises(ValueError, match="reported, not judged"):
         METRICS["mfu_step"].with_threshold(0.1)
+
+
+@pytest.mark.parametrize("z", ["nan", "-5", "inf", "x"])
+def test_noise_z_must_be_a_finite_number_at_least_zero(tmp_path: Path, z: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    a = write_results(tmp_path / "a.json", standard_run())
+    with pytest.raises(SystemExit) as info:
+        cli.main(["compare", str(a), str(a), "--noise-z", z])
+    assert info.value.code == 2 and "--noise-z" in capsys.readouterr().err

@@ -136,6 +136,43 @@ def test_wrongly_typed_metric_names_field(tmp_path: Path) -> None:
     assert "test_step[dogbreed_cnn]" in message and "macs_forward" in message
 
 
+@pytest.mark.parametrize(
+    "index, where, key, value, expected",
+    [
+        (0, "extra_info", "time_forward_s", -0.002, "impossible"),
+        (0, "extra_info", "samples_forward_s", [0.002, -0.001, 0.002], "impossible for a duration"),
+        (0, "extra_info", "mem_backward_bytes", -1, "impossible"),
+        (0, "extra_info", "params_total", -5, "impossible"),
+        (1, "extra_info", "accuracy_test", 1.5, "fraction"),
+        (1, "extra_info", "accuracy_test", -0.1, "fraction"),
+        (0, "extra_info", "batch_size", "two", "expected a whole number"),
+        (0, "extra_info", "batch_size", 0, "at least 1"),
+        (0, "extra_info", "seed", 1.5, "expected a whole number"),
+        (0, "stats", "min", -0.001, "impossible for a time"),
+        (0, "stats", "data", [0.01, -0.02], "impossible for a time"),
+    ],
+)
+def test_impossible_values_are_refused_naming_file_benchmark_and_field(
+    tmp_path: Path, index: int, where: str, key: str, value: object, expected: str
+) -> None:
+    data = results_json(standard_run())
+    data["benchmarks"][index][where][key] = value
+    if key.startswith("samples_"):  # keep the median in step with its samples, so that only the sign is wrong
+        data["benchmarks"][index][where]["time_forward_s"] = sorted(value)[1]  # type: ignore[arg-type]
+    message = str(_error(write_json(tmp_path / "impossible.json", data)))
+    name = data["benchmarks"][index]["name"]
+    assert name in message and key in message and expected in message, message
+
+
+@pytest.mark.parametrize("key, value", [("time_forward_s", "0.004"), ("samples_forward_s", [0.004, "x"])])
+def test_a_string_where_a_number_belongs_names_the_field(tmp_path: Path, key: str, value: object) -> None:
+    """Before the check, these reached the median check: "must be real number, not str", no field named."""
+    data = results_json(standard_run())
+    data["benchmarks"][0]["extra_info"][key] = value
+    message = str(_error(write_json(tmp_path / "typed.json", data)))
+    assert "test_step[dogbreed_cnn]" in message and repr(key) in message and "expected" in message, message
+
+
 def test_median_disagreeing_with_samples_is_refused(tmp_path: Path) -> None:
     data = results_json(standard_run())
     data["benchmarks"][0]["extra_info"]["time_forward_s"] *= 2

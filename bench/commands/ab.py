@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.commands.compare import OutputOptions, add_judging_arguments, judging_from, positive_int
+from bench.commands.compare import OutputOptions, add_judging_arguments, judging_from
 from bench.commands.compare import run as compare
 from bench.judge.verdicts import CompareSettings
 from bench.measure.ab import AbError, AbSettings
 from bench.measure.ab import run as measure
 from bench.record.exits import EXIT_INTERRUPTED, EXIT_UNUSABLE
-from bench.record.options import OPTIONS, RunOptions, add_argparse_options
+from bench.record.options import OPTIONS, RunOptions, add_argparse_options, positive_int
 from bench.record.write import OutputError
 
 #: ``pytest bench/`` options that ``bench ab`` does not take: it writes a partial file per side itself.

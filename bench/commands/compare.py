@@ -26,6 +26,7 @@ from rich.text import Text
 
 from bench.judge import module_diff as md
 from bench.judge.verdicts import CompareSettings, Comparison, compare_runs, parse_threshold
+from bench.record.options import non_negative, positive_int
 from bench.record.results import ResultsError, load_results
 from bench.record.write import OutputError, check, write_text
 from bench.render import html_report, json_report, markdown, terminal
@@ -65,16 +66,6 @@ def write_outputs(c: Comparison, output: OutputOptions, console: Console | None 
                 console.print(Text(f"wrote {path}", style="dim"))
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
-    return value
-
-
 def add_judging_arguments(p: argparse.ArgumentParser) -> None:
     """How to judge and what to write: the options of ``bench compare`` that ``bench ab`` shares."""
     p.add_argument(
@@ -87,7 +78,7 @@ def add_judging_arguments(p: argparse.ArgumentParser) -> None:
         help="compare runs from different devices or profiles anyway (loudly flagged)",
     )
     p.add_argument(
-        "--noise-z", type=float, metavar="Z",
+        "--noise-z", type=non_negative, metavar="Z",
         help="time moves within exp(Z·σ)-1 of the noise σ between the runs are inconclusive "
         "(default 7; 0 trusts every move beyond the relative threshold; not used for paired runs)",
     )

@@ -128,6 +128,9 @@ class Metric:
     #: An outcome of training that depends on the initial weights (accuracy): ``bench compare`` never
     #: compares it between records trained from different weights (bench/judge/verdicts.py).
     depends_on_weights: bool = False
+    #: The values a measurement can take (SI units, as stored); a file holding another is refused when it is
+    #: read (bench/record/results.py). Every metric is a count, a duration, a size, a rate or a fraction.
+    bounds: tuple[float, float] = (0.0, math.inf)
 
     def with_threshold(self, value: float) -> Metric:
         """The same metric with its main threshold replaced (relative for times/memory, points for
@@ -160,6 +163,7 @@ _COMPILE_TIME = Tolerance(rel=0.5, abs=2.0)
 # between runs a GPU's power moves with its temperature and clocks: 15 % and 1 mJ, pending GPU data.
 _ENERGY = Tolerance(rel=0.15, abs=1e-3)
 _DERIVED = Reported("FLOPs over a time median: the time metric carries the rule")
+_FRACTION = (0.0, 1.0)  # accuracies are stored as fractions of the test set
 
 _METRICS: tuple[Metric, ...] = (
     Metric("params_total", "params", "M", "lower", Exact(), scale=1e-6),
@@ -190,10 +194,12 @@ _METRICS: tuple[Metric, ...] = (
     # achieved throughput and utilisation, FLOPs over the time medians (docs/efficiency.md)
     *(Metric(quantity(p).tflops, f"TFLOP/s {p}", "TFLOP/s", "higher", _DERIVED) for p in EFFICIENCY),  # type: ignore[arg-type]
     *(Metric(quantity(p).mfu, f"MFU {p}", "%", "higher", _DERIVED, scale=100) for p in EFFICIENCY),  # type: ignore[arg-type]
-    Metric("accuracy_test", "test acc", "%", "higher", _ACC, scale=100, reproducible=True, depends_on_weights=True),
+    Metric("accuracy_test", "test acc", "%", "higher", _ACC, scale=100, reproducible=True, depends_on_weights=True,
+           bounds=_FRACTION),
     Metric("accuracy_test_deformed", "deformed acc", "%", "higher", _ACC, scale=100, reproducible=True,
-           depends_on_weights=True),
-    Metric("accuracy_val", "val acc", "%", "higher", _ACC, scale=100, reproducible=True, depends_on_weights=True),
+           depends_on_weights=True, bounds=_FRACTION),
+    Metric("accuracy_val", "val acc", "%", "higher", _ACC, scale=100, reproducible=True, depends_on_weights=True,
+           bounds=_FRACTION),
 )
 
 METRICS: Mapping[str, Metric] = {m.key: m for m in _METRICS}

@@ -80,6 +80,17 @@ def seconds(text: str) -> float:
     return value
 
 
+def non_negative(text: str) -> float:
+    """A finite number, at least 0 (a z-score, a threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number >= 0")
+    return value
+
+
 def integer(text: str) -> int:
     try:
         return int(text)

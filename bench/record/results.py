@@ -390,19 +390,40 @@ def _parse_benchmark(
 def _check_record_types(record: Record, here: str) -> None:
     """Metric values must be numbers and samples lists of numbers: a string where a number belongs
     would otherwise surface as a crash deep inside the comparator."""
-    for key in METRICS:
+    for key, metric in METRICS.items():
         value = getattr(record, key, None)
         if value is not None and not _is_number(value):
             raise ResultsError(f"{here}: field 'extra_info.{key}' is {value!r}, expected a number")
+        lo, hi = metric.bounds
+        if value is not None and not lo <= value <= hi:
+            raise ResultsError(f"{here}: field 'extra_info.{key}' is {value!r}, impossible for {_range_text(lo, hi)}")
     for name in SAMPLED:
         key = quantity(name).samples
         samples = getattr(record, key)
         if samples is not None and (not isinstance(samples, list) or not all(_is_number(v) for v in samples)):
             raise ResultsError(f"{here}: field 'extra_info.{key}' is not a list of numbers")
+        if samples and min(samples) < 0:
+            raise ResultsError(f"{here}: field 'extra_info.{key}' holds {min(samples)!r}, impossible for a duration")
+    for key, lo in _AT_LEAST.items():
+        value = getattr(record, key)
+        if value is not None and value < lo:
+            raise ResultsError(f"{here}: field 'extra_info.{key}' is {value!r}, expected at least {lo}")
     if record.curve is not None and (
         not isinstance(record.curve, list) or not all(isinstance(p, Mapping) for p in record.curve)
     ):
         raise ResultsError(f"{here}: field 'extra_info.curve' is not a list of per-epoch objects")
+
+
+#: Record fields beyond the metrics that no measurement can take below a floor: the shape of what was
+#: measured, and the spread of the seeds' accuracies.
+_AT_LEAST: Mapping[str, float] = {
+    "batch_size": 1, "input_size": 1, "in_channels": 1, "num_classes": 1, "threads": 1, "train_steps": 0, "epochs": 0,
+    "accuracy_val_spread": 0.0, "accuracy_test_spread": 0.0, "accuracy_test_deformed_spread": 0.0,
+}
+
+
+def _range_text(lo: float, hi: float) -> str:
+    return "a fraction (0 to 1)" if (lo, hi) == (0.0, 1.0) else "a count, duration, size or rate (at least 0)"
 
 
 def _fill_medians(record: Record) -> None:
@@ -429,11 +450,15 @@ def _parse_stats(stats: Any, here: str, *, check_finite: bool = True) -> Stats |
         value = stats.get(key)
         if value is not None and not _is_number(value):
             raise ResultsError(f"{here}: field 'stats.{key}' is {value!r}, expected a number")
+        if value is not None and value < 0:
+            raise ResultsError(f"{here}: field 'stats.{key}' is {value!r}, impossible for a time (at least 0)")
         values[key] = value
     data = stats.get("data")
     if data is not None:
         if not isinstance(data, list) or not all(_is_number(v) for v in data):
             raise ResultsError(f"{here}: field 'stats.data' is not a list of numbers")
+        if data and min(data) < 0:
+            raise ResultsError(f"{here}: field 'stats.data' holds {min(data)!r}, impossible for a time (at least 0)")
         data = tuple(float(v) for v in data)
     return Stats(
         rounds=rounds,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -269,6 +269,10 @@ class Record:
         if missing:
             raise RecordError(f"{where}: not an archbench record (missing {', '.join(missing)})")
         known = {k: v for k, v in data.items() if k in names}
+        for key, value in known.items():
+            problem = _type_problem(_FIELD_TYPES[key], value)
+            if problem:
+                raise RecordError(f"{where}: field {key!r} is {_shown(value)}, expected {problem}")
         record = cls(**known)
         if record.kind not in ("step", "train"):
             raise RecordError(f"{where}: field 'kind' is {record.kind!r}, expected 'step' or 'train'")
@@ -287,6 +291,47 @@ class Record:
         if record.per_seed is not None:
             _check_seeds(record, where)
         return record
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    # a whole float (64.0) is a whole number: a writer in another language may not tell them apart
+    return _is_number(value) and (isinstance(value, int) or float(value).is_integer())
+
+
+#: What a field's declared type admits, checked when a record is read so that a string where a number
+#: belongs is refused by name instead of surfacing as a TypeError deep inside a reader (fields of other
+#: types are checked where they are used: per_seed, curve, modules).
+_CHECKS: Mapping[str, tuple[str, Callable[[Any], bool]]] = {
+    "float": ("a number", _is_number),
+    "int": ("a whole number", _is_whole),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "list[float]": ("a list of numbers", lambda v: isinstance(v, list) and all(_is_number(x) for x in v)),
+    "list[int]": ("a list of whole numbers", lambda v: isinstance(v, list) and all(_is_whole(x) for x in v)),
+    "list[str]": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+}
+
+
+def _type_problem(declared: str, value: Any) -> str | None:
+    """What ``value`` should have been, or ``None`` when the field's declared type admits it."""
+    optional = declared.endswith(" | None")
+    base = declared.removesuffix(" | None")
+    if value is None:
+        return None if optional or base not in _CHECKS else _CHECKS[base][0]
+    check = _CHECKS.get(base)
+    return None if check is None or check[1](value) else check[0]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_FIELD_TYPES: Mapping[str, str] = {f.name: str(f.type) for f in dataclasses.fields(Record)}
 
 
 #: Per-seed accuracy fields whose top-level value is the seeds' mean (``--bench-seeds``).
